@@ -1,0 +1,435 @@
+"""Content detectors: signatures for secrets, card numbers and prompt-injection markers.
+
+Implements the ``detectors`` stage of the authorization pipeline (DESIGN.md section 2) and
+the ``detectors`` block of a bundle's config (section 3)::
+
+    detectors:
+      builtin: {secrets: deny, cards: deny, injection: require_approval}
+      custom:
+        - {id: codename, pattern: "(?i)project\\s+falcon", mode: deny}
+
+What it does:
+
+- ``DetectorSet.from_config`` compiles every enabled signature once with RE2 (``google-re2``),
+  whose matching time is linear in the text, so a tenant's pattern cannot hang a worker
+  the way ``(a+)+$`` hangs Python's ``re``. Patterns RE2 refuses, over-long patterns, too many
+  custom detectors, unknown built-ins and unknown modes are all reported together in one
+  ``DetectorConfigError``. A built-in the config does not mention is ``off``.
+- ``DetectorSet.scan`` walks ``details`` (a string), ``payload`` and ``context`` (JSON
+  values): every string, every object key and every integer (a card number sent as a JSON
+  number is still a card number). Object members are visited in sorted key order, so the
+  result does not depend on the order keys arrived in.
+- A ``Finding`` names the detector, its kind, its mode, where it matched (an RFC 6901 JSON
+  pointer such as ``/payload/note``; a match inside an object key reports the member's
+  pointer) and ``finding_hash``, the hex sha256 of the matched text's UTF-8 bytes. The
+  matched text itself is never kept, logged or put in an exception.
+- ``strongest(findings)`` folds findings into one mode: deny > require_approval > report.
+
+Size cap (fail closed): at most ``MAX_SCAN_BYTES`` (1 MiB) of UTF-8 text is scanned per
+action. Text beyond the cap is not scanned; instead the scan adds one finding with
+``detector_id`` and ``kind`` ``"oversize"`` and mode ``deny`` at the pointer where scanning
+stopped (its ``finding_hash`` is the sha256 of the empty string, since nothing matched).
+Findings in the first MiB are still reported. The oversize finding is only produced when at
+least one detector is enabled: with every detector off there is nothing to fail closed on.
+
+Findings are de-duplicated on (detector, signature, path, hash) and capped at
+``MAX_FINDINGS``; past the cap a finding is kept only if its mode is stronger than every
+kept one, so ``strongest`` over the kept list equals ``strongest`` over all of them.
+
+What it does not do: decide the action's effect (the pipeline maps ``strongest`` to deny,
+hold or a warning, code ``CONTENT_SIGNATURE_MATCH``), store findings, or detect secrets
+by entropy. Card detection is deliberately conservative: 13-19 digits in groups separated
+by single spaces or dashes, a major network's prefix and length, a valid Luhn checksum,
+and no letter or digit right next to the number. Note that ``finding_hash`` is a plain
+sha256 as specified: for low-entropy matches (a card number) it can be brute-forced, so
+treat stored hashes as sensitive.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import re2
+
+Kind = Literal["secrets", "cards", "injection", "custom", "oversize"]
+Mode = Literal["deny", "require_approval", "report"]
+
+MODES: tuple[str, ...] = ("deny", "require_approval", "report", "off")
+BUILTIN_KINDS: tuple[str, ...] = ("secrets", "cards", "injection")
+MAX_SCAN_BYTES = 1 << 20
+MAX_CUSTOM_DETECTORS = 64
+MAX_PATTERN_LENGTH = 1024
+MAX_PROGRAM_SIZE = 50_000
+MAX_FINDINGS = 256
+OVERSIZE = "oversize"
+
+_RANK: dict[str, int] = {"deny": 3, "require_approval": 2, "report": 1}
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+# (signature name, RE2 pattern). Kept narrow on purpose: each has a fixed, documented prefix.
+_SECRET_SIGNATURES: tuple[tuple[str, str], ...] = (
+    ("aws_access_key_id", r"\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b"),
+    ("github_token", r"\bgh[pousr]_[A-Za-z0-9]{36,255}\b"),
+    ("github_fine_grained_pat", r"\bgithub_pat_[A-Za-z0-9_]{22,255}\b"),
+    ("slack_token", r"\bxox[abeoprs]-[A-Za-z0-9-]{10,255}"),
+    ("stripe_live_key", r"\b(?:sk|rk)_live_[A-Za-z0-9]{16,247}\b"),
+    ("google_api_key", r"\bAIza[A-Za-z0-9_\-]{35}"),
+    ("pem_private_key", r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"),
+    ("jwt", r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"),
+    ("bearer_token", r"(?i)\bbearer\s+[A-Za-z0-9._~+/-]{20,}=*"),
+)
+
+_INJECTION_SIGNATURES: tuple[tuple[str, str], ...] = (
+    (
+        "ignore_previous_instructions",
+        r"(?i)\b(?:ignore|forget)\s+(?:all\s+)?(?:of\s+)?(?:the\s+|your\s+)?"
+        r"(?:previous|prior|above|earlier)\s+(?:instructions|prompts|directions|rules)\b",
+    ),
+    (
+        "disregard_system_prompt",
+        r"(?i)\bdisregard\s+(?:all\s+)?(?:the\s+|your\s+|any\s+)?(?:previous\s+|prior\s+)?"
+        r"(?:system\s+prompt|instructions)\b",
+    ),
+    ("you_are_now_dan", r"(?i)\byou\s+are\s+now\s+(?:DAN\b|in\s+developer\s+mode\b)"),
+    ("chat_template_token", r"(?i)<\|(?:im_start|im_end|im_sep|endoftext|system)\|>|<<SYS>>"),
+    ("system_prompt_delimiter", r"(?i)\b(?:BEGIN|END)\s+SYSTEM\s+PROMPT\b"),
+    ("reveal_system_prompt", r"(?i)\breveal\s+(?:your|the)\s+(?:system\s+prompt|instructions)\b"),
+)
+
+# A run of at least 13 digits, each separated from the next by at most one space or dash.
+_DIGIT_RUN = r"[0-9](?:[ -]?[0-9]){12,}"
+
+# (network, prefix ranges as (low, high, prefix length), allowed lengths)
+_CARD_NETWORKS: tuple[tuple[str, tuple[tuple[int, int, int], ...], frozenset[int]], ...] = (
+    ("visa", ((4, 4, 1),), frozenset({13, 16, 19})),
+    ("mastercard", ((51, 55, 2), (2221, 2720, 4)), frozenset({16})),
+    ("amex", ((34, 34, 2), (37, 37, 2)), frozenset({15})),
+    ("discover", ((6011, 6011, 4), (644, 649, 3), (65, 65, 2)), frozenset(range(16, 20))),
+    ("diners", ((300, 305, 3), (36, 36, 2), (38, 39, 2)), frozenset(range(14, 20))),
+    ("jcb", ((3528, 3589, 4),), frozenset(range(16, 20))),
+    ("unionpay", ((62, 62, 2),), frozenset(range(16, 20))),
+)
+
+
+class DetectorConfigError(ValueError):
+    """The ``detectors`` config is invalid; ``problems`` lists every fault, one per entry."""
+
+    def __init__(self, problems: Iterable[str]) -> None:
+        self.problems: tuple[str, ...] = tuple(problems)
+        super().__init__("invalid detectors config: " + "; ".join(self.problems))
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One detector match. Carries a hash of the matched text, never the text."""
+
+    detector_id: str
+    kind: Kind
+    mode: Mode
+    path: str
+    finding_hash: str
+    signature: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "detector_id": self.detector_id,
+            "kind": self.kind,
+            "mode": self.mode,
+            "path": self.path,
+            "finding_hash": self.finding_hash,
+            "signature": self.signature,
+        }
+
+
+def strongest(findings: Iterable[Finding]) -> Mode | None:
+    """The strongest mode among ``findings`` (deny > require_approval > report), or None."""
+    best: Mode | None = None
+    for finding in findings:
+        if best is None or _RANK[finding.mode] > _RANK[best]:
+            best = finding.mode
+    return best
+
+
+@dataclass(frozen=True, slots=True)
+class _Signature:
+    detector_id: str
+    kind: Kind
+    mode: Mode
+    name: str
+    regex: Any  # a compiled re2 pattern over UTF-8 bytes
+    luhn: bool = False
+
+
+def _options() -> Any:
+    options = re2.Options()
+    options.log_errors = False  # a tenant's bad pattern is a config error, not a log line
+    return options
+
+
+def _compile(pattern: str) -> Any:
+    return re2.compile(pattern.encode("utf-8"), _options())
+
+
+def _builtin_signatures(kind: str, mode: Mode) -> list[_Signature]:
+    if kind == "cards":
+        return [_Signature("cards", "cards", mode, "card_number", _compile(_DIGIT_RUN), True)]
+    table = _SECRET_SIGNATURES if kind == "secrets" else _INJECTION_SIGNATURES
+    return [_Signature(kind, kind, mode, name, _compile(p)) for name, p in table]  # type: ignore[arg-type]
+
+
+def _custom_fields(item: Any) -> tuple[Any, Any, Any]:
+    """(id, pattern, mode) from a CustomDetector-like object, a mapping or a 3-tuple."""
+    if isinstance(item, Mapping):
+        return item.get("id"), item.get("pattern"), item.get("mode", "deny")
+    if hasattr(item, "pattern"):
+        return getattr(item, "id", None), item.pattern, getattr(item, "mode", "deny")
+    if isinstance(item, tuple | list) and len(item) == 3:
+        return item[0], item[1], item[2]
+    return None, None, None
+
+
+def _check_custom(det_id: Any, pattern: Any, mode: Any, seen: set[str]) -> tuple[Any, list[str]]:
+    """The compiled regex (or None) and the problems of one custom detector."""
+    label = f"custom detector {det_id!r}"
+    problems: list[str] = []
+    if not isinstance(det_id, str) or not det_id:
+        problems.append(f"{label}: expected a non-empty string id")
+    elif det_id in seen or det_id in BUILTIN_KINDS or det_id == OVERSIZE:
+        problems.append(f"{label}: id is already used or reserved")
+    if mode not in MODES:
+        problems.append(f"{label}: expected mode one of {', '.join(MODES)}, got {mode!r}")
+    if not isinstance(pattern, str) or not pattern:
+        problems.append(f"{label}: expected a non-empty string pattern")
+        return None, problems
+    if len(pattern) > MAX_PATTERN_LENGTH:
+        problems.append(f"{label}: pattern is {len(pattern)} characters, max {MAX_PATTERN_LENGTH}")
+        return None, problems
+    try:
+        regex = _compile(pattern)
+    except re2.error as exc:
+        reason = exc.args[0].decode("utf-8", "replace") if exc.args else "rejected"
+        problems.append(f"{label}: RE2 rejects the pattern: {reason}")
+        return None, problems
+    if regex.programsize > MAX_PROGRAM_SIZE:
+        problems.append(f"{label}: pattern compiles too large ({regex.programsize} > "
+                        f"{MAX_PROGRAM_SIZE}); simplify its repetitions")
+        return None, problems
+    return regex, problems
+
+
+class DetectorSet:
+    """Compiled detectors for one policy bundle. Immutable and safe to share across threads."""
+
+    __slots__ = ("_signatures",)
+
+    def __init__(self, signatures: Iterable[_Signature] = ()) -> None:
+        self._signatures: tuple[_Signature, ...] = tuple(signatures)
+
+    @classmethod
+    def from_config(
+        cls, builtin: Mapping[str, str] | None = None, custom: Iterable[Any] = ()
+    ) -> DetectorSet:
+        """Compile ``builtin`` ({kind: mode}) and ``custom`` ((id, pattern, mode) items)."""
+        problems: list[str] = []
+        signatures: list[_Signature] = []
+        for kind, mode in (builtin or {}).items():
+            if kind not in BUILTIN_KINDS:
+                problems.append(f"builtin detector {kind!r}: expected one of "
+                                f"{', '.join(BUILTIN_KINDS)}")
+            elif mode not in MODES:
+                problems.append(f"builtin detector {kind!r}: expected mode one of "
+                                f"{', '.join(MODES)}, got {mode!r}")
+            elif mode != "off":
+                signatures.extend(_builtin_signatures(kind, mode))  # type: ignore[arg-type]
+        signatures.extend(cls._compile_custom(list(custom), problems))
+        if problems:
+            raise DetectorConfigError(problems)
+        return cls(signatures)
+
+    @classmethod
+    def from_detectors_config(cls, config: Any) -> DetectorSet:
+        """From a ``DetectorsConfig``-like object with ``builtin`` and ``custom``."""
+        if config is None:
+            return cls()
+        return cls.from_config(getattr(config, "builtin", None), getattr(config, "custom", ()))
+
+    @staticmethod
+    def _compile_custom(items: list[Any], problems: list[str]) -> list[_Signature]:
+        if len(items) > MAX_CUSTOM_DETECTORS:
+            problems.append(f"expected at most {MAX_CUSTOM_DETECTORS} custom detectors, "
+                            f"got {len(items)}")
+            return []
+        seen: set[str] = set()
+        compiled: list[_Signature] = []
+        for item in items:
+            det_id, pattern, mode = _custom_fields(item)
+            regex, found = _check_custom(det_id, pattern, mode, seen)
+            problems.extend(found)
+            if isinstance(det_id, str):
+                seen.add(det_id)
+            if regex is not None and not found and mode != "off":
+                compiled.append(_Signature(det_id, "custom", mode, det_id, regex))
+        return compiled
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any detector is on."""
+        return bool(self._signatures)
+
+    @property
+    def detector_ids(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(s.detector_id for s in self._signatures))
+
+    def scan(self, details: str | None, payload: Any = None, context: Any = None) -> list[Finding]:
+        """Findings over ``details``, ``payload`` and ``context``, in walk order."""
+        if not self._signatures:
+            return []
+        collector = _Collector()
+        budget = MAX_SCAN_BYTES
+        roots = (("/details", details), ("/payload", payload), ("/context", context))
+        for root, value in roots:
+            for path, data in _walk(root, value):
+                chunk = data[:budget]
+                self._scan_text(path, chunk, collector)
+                budget -= len(chunk)
+                if len(chunk) < len(data):
+                    collector.add(Finding(OVERSIZE, OVERSIZE, "deny", path, _EMPTY_SHA256,
+                                          OVERSIZE))
+                    return collector.findings
+        return collector.findings
+
+    def _scan_text(self, path: str, data: bytes, collector: _Collector) -> None:
+        for sig in self._signatures:
+            for match in sig.regex.finditer(data):
+                for start, end in _card_spans(data, match) if sig.luhn else [match.span()]:
+                    text_hash = hashlib.sha256(data[start:end]).hexdigest()
+                    collector.add(Finding(sig.detector_id, sig.kind, sig.mode, path, text_hash,
+                                          sig.name))
+
+
+class _Collector:
+    """De-duplicates findings and caps their number without weakening ``strongest``."""
+
+    def __init__(self) -> None:
+        self.findings: list[Finding] = []
+        self._seen: set[Finding] = set()
+        self._best = 0
+
+    def add(self, finding: Finding) -> None:
+        if finding in self._seen:
+            return
+        rank = _RANK[finding.mode]
+        if len(self.findings) >= MAX_FINDINGS and rank <= self._best:
+            return
+        self._seen.add(finding)
+        self.findings.append(finding)
+        self._best = max(self._best, rank)
+
+
+def _pointer_token(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def _encode(text: str) -> bytes:
+    # surrogatepass: JSON may carry lone surrogates ("\ud800"); they must not crash a scan.
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _walk(root: str, value: Any) -> Iterator[tuple[str, bytes]]:
+    """(pointer, UTF-8 text) for every string, key and integer, depth first, keys sorted."""
+    stack: list[tuple[str, Any]] = [(root, value)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, str):
+            yield path, _encode(node)
+        elif isinstance(node, bool) or node is None or isinstance(node, float):
+            continue
+        elif isinstance(node, int):
+            yield path, str(node).encode("ascii")
+        elif isinstance(node, Mapping):
+            children = []
+            for key in sorted(node, key=str):
+                child = f"{path}/{_pointer_token(str(key))}"
+                yield child, _encode(str(key))
+                children.append((child, node[key]))
+            stack.extend(reversed(children))
+        elif isinstance(node, list | tuple):
+            stack.extend(reversed([(f"{path}/{i}", item) for i, item in enumerate(node)]))
+
+
+def _is_word_byte(data: bytes, index: int) -> bool:
+    if index < 0 or index >= len(data):
+        return False
+    byte = data[index]
+    return chr(byte).isalnum() if byte < 128 else False
+
+
+def _card_spans(data: bytes, match: Any) -> list[tuple[int, int]]:
+    """Spans of card numbers inside one digit run: whole groups only, network and Luhn ok."""
+    run_start, run_end = match.span()
+    if _is_word_byte(data, run_start - 1) or _is_word_byte(data, run_end):
+        return []
+    groups = _digit_groups(data, run_start, run_end)
+    spans: list[tuple[int, int]] = []
+    i = 0
+    while i < len(groups):
+        hit = _card_from(groups, i)
+        if hit is None:
+            i += 1
+            continue
+        j, digits = hit
+        spans.append((groups[i][0], groups[j][1]))
+        i = j + 1
+    return spans
+
+
+def _digit_groups(data: bytes, start: int, end: int) -> list[tuple[int, int, bytes]]:
+    groups: list[tuple[int, int, bytes]] = []
+    pos = start
+    while pos < end:
+        stop = pos
+        while stop < end and 48 <= data[stop] <= 57:
+            stop += 1
+        groups.append((pos, stop, data[pos:stop]))
+        pos = stop + 1  # skip the single separator
+    return groups
+
+
+def _card_from(groups: list[tuple[int, int, bytes]], i: int) -> tuple[int, str] | None:
+    """The last group index and digits of the longest card starting at group ``i``."""
+    digits = ""
+    best: tuple[int, str] | None = None
+    for j in range(i, len(groups)):
+        digits += groups[j][2].decode("ascii")
+        if len(digits) > 19:
+            break
+        if len(digits) >= 13 and _is_card_number(digits):
+            best = (j, digits)
+    return best
+
+
+def _is_card_number(digits: str) -> bool:
+    return _network(digits) is not None and _luhn_ok(digits)
+
+
+def _network(digits: str) -> str | None:
+    for name, ranges, lengths in _CARD_NETWORKS:
+        if len(digits) not in lengths:
+            continue
+        for low, high, width in ranges:
+            if low <= int(digits[:width]) <= high:
+                return name
+    return None
+
+
+def _luhn_ok(digits: str) -> bool:
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = ord(char) - 48
+        if index % 2 == 1:
+            value = value * 2 - 9 if value > 4 else value * 2
+        total += value
+    return total % 10 == 0
