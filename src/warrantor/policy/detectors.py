@@ -50,7 +50,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import re2
 
@@ -64,7 +64,7 @@ MAX_CUSTOM_DETECTORS = 64
 MAX_PATTERN_LENGTH = 1024
 MAX_PROGRAM_SIZE = 50_000
 MAX_FINDINGS = 256
-OVERSIZE = "oversize"
+OVERSIZE: Final = "oversize"
 
 _RANK: dict[str, int] = {"deny": 3, "require_approval": 2, "report": 1}
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -380,7 +380,7 @@ def _card_spans(data: bytes, match: Any) -> list[tuple[int, int]]:
         if hit is None:
             i += 1
             continue
-        j, digits = hit
+        j = hit
         spans.append((groups[i][0], groups[j][1]))
         i = j + 1
     return spans
@@ -398,16 +398,16 @@ def _digit_groups(data: bytes, start: int, end: int) -> list[tuple[int, int, byt
     return groups
 
 
-def _card_from(groups: list[tuple[int, int, bytes]], i: int) -> tuple[int, str] | None:
-    """The last group index and digits of the longest card starting at group ``i``."""
+def _card_from(groups: list[tuple[int, int, bytes]], i: int) -> int | None:
+    """The last group index of the longest card number starting at group ``i``."""
     digits = ""
-    best: tuple[int, str] | None = None
+    best: int | None = None
     for j in range(i, len(groups)):
         digits += groups[j][2].decode("ascii")
         if len(digits) > 19:
             break
         if len(digits) >= 13 and _is_card_number(digits):
-            best = (j, digits)
+            best = j
     return best
 
 
