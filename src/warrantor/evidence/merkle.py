@@ -77,7 +77,9 @@ class MerkleTree:
         level = 0
         while count % 2 == 0:
             hashes = self._levels[level]
-            parent = node_hash(hashes[-2 * HASH_SIZE : -HASH_SIZE], hashes[-HASH_SIZE:])
+            parent = node_hash(
+                bytes(hashes[-2 * HASH_SIZE : -HASH_SIZE]), bytes(hashes[-HASH_SIZE:])
+            )
             if level + 1 == len(self._levels):
                 self._levels.append(bytearray())
             self._levels[level + 1] += parent

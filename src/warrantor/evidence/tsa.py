@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from asn1crypto import algos, cms, core, tsp, x509
+from asn1crypto import algos, cms, tsp, x509
 from cryptography import x509 as cx509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -33,12 +33,14 @@ from warrantor.errors import EvidenceError
 # An OID under the UUID arc 2.25 (ITU-T X.667), which needs no registration; it names
 # "Warrantor built-in TSA policy v1". Deployments can pass their own.
 BUILTIN_POLICY_OID = "2.25.154069935208512786829591264040532713841"
-_DIGESTS: dict[str, Callable[[bytes], Any]] = {
-    "sha256": hashlib.sha256,
-    "sha384": hashlib.sha384,
-    "sha512": hashlib.sha512,
-}
+_DIGEST_SIZES = {"sha256": 32, "sha384": 48, "sha512": 64}
 _VALIDITY = timedelta(days=3653)
+
+
+def _der(value: Any) -> bytes:
+    """DER of an asn1crypto value (asn1crypto is untyped)."""
+    der: bytes = value.dump()
+    return der
 
 
 class TimestampAuthority(Protocol):
@@ -125,14 +127,13 @@ def generate_chain(common_name: str, *, now: datetime | None = None) -> TSAChain
 
 def make_request(data: bytes, *, nonce: int | None = None) -> bytes:
     """A DER TimeStampReq over SHA-256 of ``data`` with a nonce and ``certReq`` true."""
-    return tsp.TimeStampReq(
-        {
-            "version": "v1",
-            "message_imprint": _imprint("sha256", hashlib.sha256(data).digest()),
-            "nonce": secrets.randbits(63) if nonce is None else nonce,
-            "cert_req": True,
-        }
-    ).dump()
+    request = {
+        "version": "v1",
+        "message_imprint": _imprint("sha256", hashlib.sha256(data).digest()),
+        "nonce": secrets.randbits(63) if nonce is None else nonce,
+        "cert_req": True,
+    }
+    return _der(tsp.TimeStampReq(request))
 
 
 def _imprint(algorithm: str, digest: bytes) -> tsp.MessageImprint:
@@ -141,7 +142,7 @@ def _imprint(algorithm: str, digest: bytes) -> tsp.MessageImprint:
     )
 
 
-class _Rejected(Exception):
+class _RejectedError(Exception):
     def __init__(self, failure: str, message: str) -> None:
         super().__init__(message)
         self.failure = failure
@@ -176,17 +177,18 @@ class BuiltinTSA:
 
     def timestamp(self, data: bytes) -> bytes:
         imprint = _imprint("sha256", hashlib.sha256(data).digest())
-        return self._token(imprint, nonce=None, include_cert=True).dump()
+        return _der(self._token(imprint, nonce=None, include_cert=True))
 
     def respond(self, request_der: bytes) -> bytes:
         """A DER TimeStampResp for a DER TimeStampReq: granted, or rejected with a reason."""
         try:
             request = self._parse_request(request_der)
-        except _Rejected as exc:
+        except _RejectedError as exc:
             return _rejection(exc.failure, str(exc))
         nonce = request["nonce"].native
         token = self._token(request["message_imprint"], nonce, request["cert_req"].native)
-        return tsp.TimeStampResp({"status": {"status": "granted"}, "time_stamp_token": token}).dump()
+        granted = {"status": {"status": "granted"}, "time_stamp_token": token}
+        return _der(tsp.TimeStampResp(granted))
 
     def _parse_request(self, request_der: bytes) -> tsp.TimeStampReq:
         try:
@@ -196,13 +198,15 @@ class BuiltinTSA:
             policy = request["req_policy"].dotted if request["req_policy"].native else None
             has_extensions = bool(request["extensions"].native)
         except (ValueError, TypeError, KeyError) as exc:
-            raise _Rejected("bad_data_format", f"expected a DER TimeStampReq: {exc}") from exc
-        if algorithm not in _DIGESTS or len(digest) != _DIGESTS[algorithm]().digest_size:
-            raise _Rejected("bad_alg", f"expected a SHA-2 message imprint, got {algorithm}")
+            raise _RejectedError("bad_data_format", f"expected a DER TimeStampReq: {exc}") from exc
+        if len(digest) != _DIGEST_SIZES.get(algorithm):
+            raise _RejectedError("bad_alg", f"expected a SHA-2 message imprint, got {algorithm}")
         if policy not in (None, self._policy):
-            raise _Rejected("unaccepted_policy", f"expected policy {self._policy}, got {policy}")
+            raise _RejectedError(
+                "unaccepted_policy", f"expected policy {self._policy}, got {policy}"
+            )
         if has_extensions:
-            raise _Rejected("unaccepted_extensions", "expected no request extensions")
+            raise _RejectedError("unaccepted_extensions", "expected no request extensions")
         return request
 
     def _tst_info(self, imprint: tsp.MessageImprint, nonce: int | None) -> tsp.TSTInfo:
@@ -240,7 +244,9 @@ class BuiltinTSA:
         ess = {"certs": [{"cert_hash": hashlib.sha256(self._cert.dump()).digest()}]}
         attrs = [
             cms.CMSAttribute({"type": "content_type", "values": ["tst_info"]}),
-            cms.CMSAttribute({"type": "signing_time", "values": [cms.Time({"utc_time": gen_time})]}),
+            cms.CMSAttribute(
+                {"type": "signing_time", "values": [cms.Time({"utc_time": gen_time})]}
+            ),
             cms.CMSAttribute(
                 {"type": "message_digest", "values": [hashlib.sha256(content).digest()]}
             ),
@@ -259,9 +265,7 @@ class BuiltinTSA:
                 "sid": cms.SignerIdentifier({"issuer_and_serial_number": sid}),
                 "digest_algorithm": algos.DigestAlgorithm({"algorithm": "sha256"}),
                 "signed_attrs": signed_attrs,
-                "signature_algorithm": algos.SignedDigestAlgorithm(
-                    {"algorithm": "sha256_ecdsa"}
-                ),
+                "signature_algorithm": algos.SignedDigestAlgorithm({"algorithm": "sha256_ecdsa"}),
                 "signature": signature,
             }
         )
@@ -269,7 +273,7 @@ class BuiltinTSA:
 
 def _rejection(failure: str, message: str) -> bytes:
     status = {"status": "rejection", "status_string": [message], "fail_info": {failure}}
-    return tsp.TimeStampResp({"status": status}).dump()
+    return _der(tsp.TimeStampResp({"status": status}))
 
 
 def token_from_response(response_der: bytes) -> bytes:
@@ -289,7 +293,7 @@ def token_from_response(response_der: bytes) -> bytes:
 
 def _as_response(token_der: bytes) -> bytes:
     token = cms.ContentInfo.load(token_der, strict=True)
-    return tsp.TimeStampResp({"status": {"status": "granted"}, "time_stamp_token": token}).dump()
+    return _der(tsp.TimeStampResp({"status": {"status": "granted"}, "time_stamp_token": token}))
 
 
 def verify_timestamp(token_der: bytes, data: bytes, root_cert_pem: bytes | str) -> datetime:

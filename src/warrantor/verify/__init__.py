@@ -1,1 +1,25 @@
-"""verify."""
+"""Offline verification of Warrantor evidence (DESIGN.md section 4).
+
+Imports ``warrantor.evidence`` only: no server, store, HTTP or framework code, so an
+auditor can verify a proof bundle with nothing but the bundle and a trust bundle.
+"""
+
+from warrantor.verify.verifier import (
+    Check,
+    CheckResult,
+    Replay,
+    Report,
+    format_report,
+    verify_bundle,
+    verify_envelope_only,
+)
+
+__all__ = [
+    "Check",
+    "CheckResult",
+    "Replay",
+    "Report",
+    "format_report",
+    "verify_bundle",
+    "verify_envelope_only",
+]

@@ -1,0 +1,61 @@
+"""``warrantor verify BUNDLE --trust TRUST.json [--json]``: the auditor's command.
+
+BUNDLE is a JSON proof bundle or C2SP tlog-proof text. Exit status: 0 when every check
+passes, 1 when any check fails, 2 when an input cannot be read or parsed. The main CLI
+dispatches ``warrantor verify ...`` here with the arguments after ``verify``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from warrantor.evidence.proofs import TLOG_PROOF_HEADER, ProofBundle, TrustBundle
+from warrantor.verify.verifier import format_report, verify_bundle
+
+EXIT_OK, EXIT_FAILED, EXIT_UNREADABLE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="warrantor verify",
+        description="Verify a Warrantor proof bundle offline, check by check.",
+    )
+    parser.add_argument("bundle", type=Path, help="proof bundle: JSON or C2SP tlog-proof text")
+    parser.add_argument(
+        "--trust", type=Path, required=True, help="trust bundle JSON (log key, signing keys, TSA)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    return parser
+
+
+def load_bundle(path: Path) -> ProofBundle:
+    text = path.read_text(encoding="utf-8")
+    if text.startswith(TLOG_PROOF_HEADER):
+        return ProofBundle.from_tlog_proof_text(text)
+    return ProofBundle.from_json(text)
+
+
+def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    out = out or sys.stdout
+    try:
+        bundle = load_bundle(args.bundle)
+        trust = TrustBundle.from_json(args.trust.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        print(f"warrantor verify: cannot read input: {exc}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    report = verify_bundle(bundle, trust)
+    if args.json:
+        out.write(json.dumps(report.to_dict(), indent=2) + "\n")
+    else:
+        out.write(format_report(report))
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""The offline verifier: checks a proof bundle against a trust bundle, check by check.
+
+Rules (DESIGN.md section 4):
+
+1. ``signature``: a DSSE signature over the PAE verifies under a key in the trust bundle
+   (matched by key id, so a foreign key never verifies).
+2. ``key_validity``: the statement's ``predicate.issued_at`` (RFC 3339) lies within the
+   validity period of the key that signed.
+3. ``subject_digest``: the one subject is named ``action:<id>`` with a 64-hex sha256; it
+   equals the expected digest when one is given; when the predicate has an ``intent``
+   object, ``sha256(JCS(intent))`` equals the subject digest.
+4. ``inclusion``: ``leaf_hash(sha256(canonical envelope))`` is at the bundle's index in the
+   tree whose size and root the checkpoint states (RFC 9162 section 2.1.3.2).
+5. ``checkpoint_signature``: the checkpoint is a C2SP signed note by the trusted log key,
+   with the trusted origin.
+6. ``timestamp``: the RFC 3161 token covers the checkpoint note text, chains to the TSA
+   root, and its genTime is not before ``issued_at``. A trust bundle with a TSA root
+   requires a token; one without a root skips this check.
+7. ``replay``: only when a replay callable is given (re-evaluates the archived decision).
+
+Every check runs even when an earlier one failed, so the report lists them all. The
+verifier reads only its arguments: no network, no clock, no server code.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from warrantor.errors import EvidenceError
+from warrantor.evidence.canonical import digest
+from warrantor.evidence.checkpoint import Checkpoint, open_checkpoint, parse_signed_note
+from warrantor.evidence.dsse import Envelope, verify_envelope
+from warrantor.evidence.keys import VerifyKey
+from warrantor.evidence.merkle import leaf_hash, verify_inclusion
+from warrantor.evidence.proofs import ProofBundle, TrustBundle, entry_for
+from warrantor.evidence.tsa import verify_timestamp
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What a replay callable returns."""
+
+    ok: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "ok": self.ok, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class Report:
+    checks: tuple[Check, ...]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(c.ok for c in self.checks)
+
+    def check(self, name: str) -> Check:
+        return next(c for c in self.checks if c.name == name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "checks": [c.to_dict() for c in self.checks]}
+
+
+Replay = Callable[[dict[str, Any]], CheckResult]
+
+
+@dataclass
+class _Context:
+    """What the checks learn from each other; ``None`` where an earlier step failed."""
+
+    envelope: Envelope
+    trust: TrustBundle
+    statement: dict[str, Any] | None = None
+    key: VerifyKey | None = None
+    issued_at: datetime | None = None
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+def _run(name: str, check: Callable[[], str]) -> Check:
+    """Run one check: it returns a detail on success and raises ``EvidenceError`` on failure."""
+    try:
+        return Check(name, True, check())
+    except (EvidenceError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        return Check(name, False, getattr(exc, "message", None) or str(exc))
+
+
+def _load_statement(ctx: _Context) -> None:
+    try:
+        ctx.statement = ctx.envelope.statement()
+        issued = ctx.statement["predicate"]["issued_at"]
+        ctx.issued_at = _parse_rfc3339(issued)
+    except (ValueError, TypeError, KeyError) as exc:
+        ctx.notes["statement"] = f"expected an in-toto statement with predicate.issued_at: {exc}"
+
+
+def _parse_rfc3339(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError(f"expected an RFC 3339 string, got {value!r}")
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError(f"expected a time zone in {value!r}")
+    return parsed
+
+
+def _check_signature(ctx: _Context) -> str:
+    ctx.key = verify_envelope(ctx.envelope, ctx.trust.signing_keys)
+    if ctx.key is None:
+        ids = ", ".join(s.keyid[:16] for s in ctx.envelope.signatures)
+        raise EvidenceError(f"no signature verifies under a trusted key (keyids: {ids})")
+    return f"signed by key {ctx.key.keyid}"
+
+
+def _check_key_validity(ctx: _Context) -> str:
+    if ctx.issued_at is None:
+        raise EvidenceError(ctx.notes.get("statement", "no issued_at"))
+    if ctx.key is None:
+        raise EvidenceError("no trusted key signed the envelope")
+    if not ctx.key.valid_at(ctx.issued_at):
+        raise EvidenceError(
+            f"expected issued_at within [{ctx.key.not_before}, {ctx.key.not_after}], "
+            f"got {ctx.issued_at.isoformat()}"
+        )
+    return f"issued_at {ctx.issued_at.isoformat()} within the key's validity"
+
+
+def _check_subject(ctx: _Context, expected: str | None) -> str:
+    if ctx.statement is None:
+        raise EvidenceError(ctx.notes.get("statement", "no statement"))
+    subjects = ctx.statement.get("subject")
+    if not isinstance(subjects, list) or len(subjects) != 1:
+        raise EvidenceError("expected exactly one subject")
+    name, sha = subjects[0].get("name"), subjects[0].get("digest", {}).get("sha256")
+    if not isinstance(name, str) or not name.startswith("action:"):
+        raise EvidenceError(f"expected a subject named 'action:<id>', got {name!r}")
+    if not isinstance(sha, str) or not _HEX64.fullmatch(sha):
+        raise EvidenceError(f"expected a 64-hex sha256 subject digest, got {sha!r}")
+    if expected is not None and sha != expected.lower():
+        raise EvidenceError(f"expected subject digest {expected}, got {sha}")
+    intent = ctx.statement.get("predicate", {}).get("intent")
+    if isinstance(intent, dict) and digest(intent) != sha:
+        raise EvidenceError(f"expected sha256(JCS(intent)) = {sha}, got {digest(intent)}")
+    return f"{name} sha256:{sha}"
+
+
+def _unverified_checkpoint(bundle: ProofBundle) -> Checkpoint:
+    try:
+        return Checkpoint.from_body(parse_signed_note(bundle.checkpoint).body)
+    except ValueError as exc:
+        raise EvidenceError(f"expected a checkpoint note: {exc}") from exc
+
+
+def _check_inclusion(bundle: ProofBundle) -> str:
+    checkpoint = _unverified_checkpoint(bundle)
+    if checkpoint.size != bundle.tree_size:
+        raise EvidenceError(
+            f"expected the checkpoint size {checkpoint.size}, bundle says {bundle.tree_size}"
+        )
+    leaf = leaf_hash(entry_for(bundle.envelope))
+    proof = bundle.inclusion_proof
+    if not verify_inclusion(leaf, bundle.log_index, bundle.tree_size, proof, checkpoint.root_hash):
+        raise EvidenceError(
+            f"entry at index {bundle.log_index} does not verify against the checkpoint root"
+        )
+    return f"index {bundle.log_index} of {bundle.tree_size}"
+
+
+def _check_checkpoint(bundle: ProofBundle, trust: TrustBundle) -> str:
+    checkpoint = open_checkpoint(bundle.checkpoint, trust.log_verifier, origin=trust.log_origin)
+    return f"{checkpoint.origin} size {checkpoint.size} signed by {trust.log_verifier.name}"
+
+
+def _check_timestamp(bundle: ProofBundle, ctx: _Context) -> str:
+    root = ctx.trust.tsa_root_pem
+    if root is None:
+        return "skipped: the trust bundle has no TSA root"
+    if bundle.timestamp_token is None:
+        raise EvidenceError("expected an RFC 3161 token for the checkpoint, got none")
+    body = parse_signed_note(bundle.checkpoint).body.encode()
+    gen_time = verify_timestamp(bundle.timestamp_token, body, root)
+    if ctx.issued_at is None:
+        raise EvidenceError("token verifies, but the statement has no issued_at to compare")
+    if gen_time < ctx.issued_at:
+        raise EvidenceError(
+            f"expected genTime >= issued_at {ctx.issued_at.isoformat()}, got {gen_time.isoformat()}"
+        )
+    return f"genTime {gen_time.isoformat()}"
+
+
+def _check_replay(replay: Replay, ctx: _Context) -> str:
+    if ctx.statement is None:
+        raise EvidenceError(ctx.notes.get("statement", "no statement"))
+    result = replay(ctx.statement)
+    if not result.ok:
+        raise EvidenceError(result.detail or "replay disagrees with the recorded decision")
+    return result.detail or "replay matches the recorded decision"
+
+
+def _envelope_checks(ctx: _Context, expected: str | None) -> list[Check]:
+    _load_statement(ctx)
+    return [
+        _run("signature", lambda: _check_signature(ctx)),
+        _run("key_validity", lambda: _check_key_validity(ctx)),
+        _run("subject_digest", lambda: _check_subject(ctx, expected)),
+    ]
+
+
+def verify_bundle(
+    bundle: ProofBundle,
+    trust: TrustBundle,
+    *,
+    expected_subject_digest: str | None = None,
+    replay: Replay | None = None,
+) -> Report:
+    """Run every check on ``bundle``; the report says which passed."""
+    ctx = _Context(bundle.envelope, trust)
+    checks = _envelope_checks(ctx, expected_subject_digest)
+    checks.append(_run("inclusion", lambda: _check_inclusion(bundle)))
+    checks.append(_run("checkpoint_signature", lambda: _check_checkpoint(bundle, trust)))
+    checks.append(_run("timestamp", lambda: _check_timestamp(bundle, ctx)))
+    if replay is not None:
+        checks.append(_run("replay", lambda: _check_replay(replay, ctx)))
+    return Report(tuple(checks))
+
+
+def verify_envelope_only(
+    envelope: Envelope, trust: TrustBundle, *, expected_subject_digest: str | None = None
+) -> Report:
+    """``signature``, ``key_validity`` and ``subject_digest`` for an envelope without log data
+    (a warrant handed to an agent before it is logged)."""
+    return Report(tuple(_envelope_checks(_Context(envelope, trust), expected_subject_digest)))
+
+
+def format_report(report: Report) -> str:
+    """One line per check, ``PASS``/``FAIL``, then the verdict."""
+    width = max((len(c.name) for c in report.checks), default=0)
+    lines = [
+        f"{'PASS' if c.ok else 'FAIL'}  {c.name.ljust(width)}  {c.detail}" for c in report.checks
+    ]
+    lines.append("VERIFIED" if report.ok else "NOT VERIFIED")
+    return "\n".join(lines) + "\n"
