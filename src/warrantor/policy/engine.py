@@ -1,0 +1,160 @@
+"""Evaluate a policy bundle on one normalized input: every matching rule, fail closed.
+
+DESIGN.md section 3. Cedar answers Allow or Deny and, in its diagnostics, lists only the
+policies that *determined* that answer: on Deny the satisfied ``forbid`` policies, on Allow
+the satisfied ``permit`` policies. Warrantor needs both (a ``require_approval`` forbid
+means nothing if no permit matched), so the engine prepares, once per bundle, a shadow
+policy set in which every policy's effect is ``permit``, conditions unchanged. One Cedar
+call on that set returns Allow with *every* satisfied policy in ``reasons`` and every
+policy that failed at run time in ``errors``; the bundle's own annotations then decide:
+
+- any error (a diagnostics error, a request the schema rejects, an exception from
+  cedarpy) -> ``deny`` with the synthetic rule ``POLICY_ERROR``. Cedar itself would skip
+  an erroring ``forbid`` and allow; Warrantor does not.
+- a satisfied forbid -> its ``@effect``; precedence deny > require_approval > confirm.
+  The effect only stands if a permit is satisfied too: with no permit, Cedar would deny
+  even after an approval, so the decision is ``deny`` (``NO_MATCHING_PERMIT``).
+- otherwise a satisfied permit -> ``allow``; nothing satisfied -> ``deny``.
+
+Requests are evaluated with the bundle's schema, so a context that does not match the
+action's declared context (an undeclared action type, a payload attribute of the wrong
+type or not declared) is an error, hence a deny. Policy set, schema and the empty entity
+store are parsed once in the constructor.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import cedarpy
+
+from warrantor.evidence.canonical import digest
+from warrantor.policy.bundle import PolicyBundle, PolicyInfo
+from warrantor.policy.normalize import PolicyInput
+
+PRECEDENCE = ("deny", "require_approval", "confirm", "allow")
+POLICY_ERROR = "POLICY_ERROR"
+NO_MATCHING_PERMIT = "NO_MATCHING_PERMIT"
+_POLICY_REF = re.compile(r"`(policy\d+)`")
+
+
+@dataclass(frozen=True)
+class RuleMatch:
+    id: str
+    effect: str
+    reason: str
+    message: str
+    approvers: tuple[str, ...] = ()
+    quorum: int | None = None
+    approval_ttl_seconds: int | None = None
+
+    @classmethod
+    def from_policy(cls, info: PolicyInfo) -> RuleMatch:
+        return cls(info.id, info.effect, info.reason, info.message, info.approvers,
+                   info.quorum, info.approval_ttl_seconds)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "effect": self.effect, "reason": self.reason,
+                               "message": self.message}
+        if self.approvers:
+            out["approvers"] = list(self.approvers)
+        if self.quorum is not None:
+            out["quorum"] = self.quorum
+        if self.approval_ttl_seconds is not None:
+            out["approval_ttl_seconds"] = self.approval_ttl_seconds
+        return out
+
+
+@dataclass(frozen=True)
+class PolicyDecision:
+    effect: str  # allow | deny | require_approval | confirm
+    rules: tuple[RuleMatch, ...]  # deciding rules first, then the other matches
+    errors: tuple[str, ...] = ()
+
+    @property
+    def reason(self) -> str:
+        if self.errors:
+            return POLICY_ERROR
+        for rule in self.rules:
+            if rule.effect == self.effect:
+                return rule.reason
+        return NO_MATCHING_PERMIT if self.effect == "deny" else self.effect.upper()
+
+    @property
+    def deciding_rules(self) -> tuple[RuleMatch, ...]:
+        return tuple(r for r in self.rules if r.effect == self.effect)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"effect": self.effect, "reason": self.reason,
+                "rules": [r.to_dict() for r in self.rules], "errors": list(self.errors)}
+
+
+def _error_decision(errors: list[str], matched: tuple[RuleMatch, ...] = ()) -> PolicyDecision:
+    rule = RuleMatch(POLICY_ERROR, "deny", POLICY_ERROR,
+                     "policy evaluation failed: " + "; ".join(errors))
+    return PolicyDecision("deny", (rule, *matched), tuple(errors))
+
+
+class PolicyEngine:
+    """A bundle prepared for evaluation; thread-safe (cedarpy handles are immutable)."""
+
+    def __init__(self, bundle: PolicyBundle) -> None:
+        self.bundle = bundle
+        est = json.loads(cedarpy.policies_to_json_str(bundle.cedar))
+        for policy in est["staticPolicies"].values():
+            policy["effect"] = "permit"
+        self._policies = cedarpy.PolicySet.from_json_str(json.dumps(est))
+        schema = bundle.schema
+        if isinstance(schema, dict):
+            self._schema = cedarpy.Schema.from_json_str(json.dumps(schema))
+        elif schema.lstrip().startswith("{"):
+            self._schema = cedarpy.Schema.from_json_str(schema)
+        else:
+            self._schema = cedarpy.Schema.from_str(schema)
+        self._entities = cedarpy.Entities.from_json_str("[]")
+        self._info = {p.cedar_id: p for p in bundle.policies}
+        self._names = {p.cedar_id: p.id for p in bundle.policies}
+
+    def evaluate(self, inp: PolicyInput) -> PolicyDecision:
+        try:
+            result = cedarpy.is_authorized(inp.to_dict(), self._policies, self._entities,
+                                           schema=self._schema)
+            diagnostics = result.diagnostics
+            matched = self._matches(diagnostics.reasons)
+            errors = [self._rename(e) for e in diagnostics.errors]
+            if result.decision is cedarpy.Decision.NoDecision and not errors:
+                errors = ["cedar returned no decision"]
+        except Exception as exc:  # noqa: BLE001 - fail closed on anything cedarpy raises
+            return _error_decision([f"{type(exc).__name__}: {exc}"])
+        if errors:
+            return _error_decision(errors, matched)
+        return _decide(matched)
+
+    def _matches(self, reasons: list[str]) -> tuple[RuleMatch, ...]:
+        infos = sorted((self._info[r] for r in reasons),
+                       key=lambda p: (PRECEDENCE.index(p.effect), int(p.cedar_id[6:])))
+        return tuple(RuleMatch.from_policy(p) for p in infos)
+
+    def _rename(self, error: str) -> str:
+        """cedarpy names policies ``policy<N>``; show the bundle's ``@id`` instead."""
+        return _POLICY_REF.sub(lambda m: f"`{self._names.get(m[1], m[1])}`", error)
+
+
+def _decide(matched: tuple[RuleMatch, ...]) -> PolicyDecision:
+    if not any(r.effect == "allow" for r in matched):
+        return PolicyDecision("deny", matched)
+    return PolicyDecision(matched[0].effect, matched)
+
+
+def evaluation_hash(bundle_hash: str, inp: PolicyInput, decision: PolicyDecision) -> str:
+    """Hex sha256 of the RFC 8785 form of the bundle hash, the input and the outcome."""
+    rules = sorted((r.id, r.effect) for r in decision.rules)
+    return digest({
+        "bundle_hash": bundle_hash,
+        "input": inp.to_dict(),
+        "effect": decision.effect,
+        "rules": [{"id": i, "effect": e} for i, e in rules],
+    })
