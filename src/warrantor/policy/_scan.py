@@ -59,50 +59,62 @@ def _skip_string(text: str, i: int) -> int:
     raise ScanError("unterminated string literal", i)
 
 
+def _token_end(text: str, i: int) -> int:
+    c = text[i]
+    if c == '"':
+        return _skip_string(text, i)
+    if c.isalnum() or c == "_":
+        end = i + 1
+        while end < len(text) and (text[end].isalnum() or text[end] == "_"):
+            end += 1
+        return end
+    return i + 2 if text[i : i + 2] in _TWO_CHAR else i + 1
+
+
+def _skip_blank(text: str, i: int) -> int:
+    """Offset of the next token at or after ``i`` (skipping whitespace and comments)."""
+    n = len(text)
+    while i < n:
+        if text[i].isspace():
+            i += 1
+        elif text.startswith("//", i):
+            nl = text.find("\n", i)
+            i = n if nl < 0 else nl + 1
+        else:
+            break
+    return i
+
+
+def _track(stack: list[tuple[str, int]], c: str, i: int, max_depth: int, angle: bool) -> None:
+    if c in _OPEN or (angle and c == "<"):
+        stack.append((c, i))
+        if len(stack) > max_depth:
+            raise ScanError(f"nesting deeper than {max_depth} levels", i)
+    elif c in _CLOSE or (angle and c == ">"):
+        if not stack or _OPEN.get(stack[-1][0], ">") != c:
+            raise ScanError(f"unbalanced {c!r}", i)
+        stack.pop()
+
+
 def scan(text: str, *, max_depth: int, angle: bool = False) -> list[Statement]:
     """Tokens grouped into statements; raises :class:`ScanError` on nesting beyond
     ``max_depth``, unbalanced brackets or an unterminated string."""
     statements: list[Statement] = []
     current: Statement | None = None
     stack: list[tuple[str, int]] = []
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c.isspace():
-            i += 1
-            continue
-        if text.startswith("//", i):
-            nl = text.find("\n", i)
-            i = n if nl < 0 else nl + 1
-            continue
-        if c == '"':
-            end = _skip_string(text, i)
-        elif c.isalnum() or c == "_":
-            end = i + 1
-            while end < n and (text[end].isalnum() or text[end] == "_"):
-                end += 1
-        elif text[i : i + 2] in _TWO_CHAR:
-            end = i + 2
-        else:
-            end = i + 1
+    i = _skip_blank(text, 0)
+    while i < len(text):
+        end = _token_end(text, i)
         if current is None:
             current = Statement(start=i, end=end)
             statements.append(current)
         current.tokens.append((i, end))
         current.end = end
-        opener = c in _OPEN or (angle and c == "<")
-        if opener:
-            stack.append((c, i))
-            if len(stack) > max_depth:
-                raise ScanError(f"nesting deeper than {max_depth} levels", i)
-        elif c in _CLOSE or (angle and c == ">"):
-            expected = ">" if c == ">" else c
-            if not stack or (_OPEN.get(stack[-1][0], ">") != expected):
-                raise ScanError(f"unbalanced {c!r}", i)
-            stack.pop()
-        elif c == ";" and not stack:
+        c = text[i] if end == i + 1 else ""
+        _track(stack, c, i, max_depth, angle)
+        if c == ";" and not stack:
             current = None
-        i = end
+        i = _skip_blank(text, end)
     if stack:
         raise ScanError(f"unclosed {stack[-1][0]!r}", stack[-1][1])
     if statements and current is not None:

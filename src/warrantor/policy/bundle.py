@@ -104,7 +104,9 @@ def parse_bundle(data: Mapping[str, Any]) -> PolicyBundle:
     problems: list[dict[str, Any]] = []
     unknown = sorted(set(data) - {"cedar", "schema", "config"})
     if unknown:
-        problems.append({"message": f"unknown bundle keys {unknown}; expected cedar, schema, config"})
+        problems.append(
+            {"message": f"unknown bundle keys {unknown}; expected cedar, schema, config"}
+        )
     cedar, schema = data.get("cedar"), data.get("schema")
     config, config_raw = _parse_config(data.get("config"), problems)
     cedar_ok = _check_cedar_text(cedar, problems)
@@ -128,7 +130,9 @@ def parse_bundle(data: Mapping[str, Any]) -> PolicyBundle:
     )
 
 
-def _parse_config(raw: Any, problems: list[dict[str, Any]]) -> tuple[BundleConfig | None, dict[str, Any]]:
+def _parse_config(
+    raw: Any, problems: list[dict[str, Any]]
+) -> tuple[BundleConfig | None, dict[str, Any]]:
     try:
         if raw is None:
             raw = {}
@@ -150,10 +154,14 @@ def _parse_config(raw: Any, problems: list[dict[str, Any]]) -> tuple[BundleConfi
 def _check_cedar_text(cedar: Any, problems: list[dict[str, Any]]) -> bool:
     """Limits and syntax; True when the text parses as a whole."""
     if not isinstance(cedar, str):
-        problems.append({"message": f"cedar: expected Cedar policy text, got {type(cedar).__name__}"})
+        problems.append(
+            {"message": f"cedar: expected Cedar policy text, got {type(cedar).__name__}"}
+        )
         return False
     if len(cedar) > MAX_CEDAR_CHARS:
-        problems.append({"message": f"cedar: expected at most {MAX_CEDAR_CHARS} characters, got {len(cedar)}"})
+        problems.append(
+            {"message": f"cedar: expected at most {MAX_CEDAR_CHARS} characters, got {len(cedar)}"}
+        )
         return False
     try:
         statements = scan(cedar, max_depth=MAX_NESTING)
@@ -161,7 +169,9 @@ def _check_cedar_text(cedar: Any, problems: list[dict[str, Any]]) -> bool:
         problems.append(_located(cedar, exc.offset, f"cedar: {exc.message}"))
         return False
     if len(statements) > MAX_POLICIES:
-        problems.append({"message": f"cedar: expected at most {MAX_POLICIES} policies, got {len(statements)}"})
+        problems.append(
+            {"message": f"cedar: expected at most {MAX_POLICIES} policies, got {len(statements)}"}
+        )
         return False
     before = len(problems)
     for stmt in statements:
@@ -224,7 +234,9 @@ def _parse_schema(schema: Any, problems: list[dict[str, Any]]) -> cedarpy.Schema
                 raise ValueError(f"expected at most {MAX_SCHEMA_CHARS} characters of JSON")
             return cedarpy.Schema.from_json_str(text)
         if not isinstance(schema, str):
-            raise ValueError(f"expected Cedar schema text or a JSON object, got {type(schema).__name__}")
+            raise ValueError(
+                f"expected Cedar schema text or a JSON object, got {type(schema).__name__}"
+            )
         if len(schema) > MAX_SCHEMA_CHARS:
             raise ValueError(f"expected at most {MAX_SCHEMA_CHARS} characters, got {len(schema)}")
         try:
@@ -250,7 +262,9 @@ def _lint(cedar: str, problems: list[dict[str, Any]]) -> tuple[PolicyInfo, ...]:
     infos: list[PolicyInfo] = []
     seen: set[str] = set()
     for cedar_id, policy in est.get("staticPolicies", {}).items():
-        line = lines[int(cedar_id.removeprefix("policy"))] if cedar_id.startswith("policy") else None
+        line = (
+            lines[int(cedar_id.removeprefix("policy"))] if cedar_id.startswith("policy") else None
+        )
         info = _policy_info(cedar_id, policy, line, problems)
         if info.id in seen:
             problems.append(_problem(f"duplicate @id {info.id!r}", line, info.id))
@@ -280,8 +294,9 @@ def _positive_int(value: str | None, name: str, add: Any) -> int | None:
     return None
 
 
-def _policy_info(cedar_id: str, policy: dict[str, Any], line: int | None,
-                 problems: list[dict[str, Any]]) -> PolicyInfo:
+def _policy_info(
+    cedar_id: str, policy: dict[str, Any], line: int | None, problems: list[dict[str, Any]]
+) -> PolicyInfo:
     notes: dict[str, str] = policy.get("annotations") or {}
     cedar_effect = policy["effect"]
     pid = notes.get("id") or ""
@@ -316,8 +331,12 @@ def _policy_info(cedar_id: str, policy: dict[str, Any], line: int | None,
     )
 
 
-def _validate(cedar: str, schema: cedarpy.Schema, policies: tuple[PolicyInfo, ...],
-              problems: list[dict[str, Any]]) -> None:
+def _validate(
+    cedar: str,
+    schema: cedarpy.Schema,
+    policies: tuple[PolicyInfo, ...],
+    problems: list[dict[str, Any]],
+) -> None:
     by_cedar_id = {p.cedar_id: p for p in policies}
     result = cedarpy.validate_policies(cedar, schema)
     for error in result.errors:
@@ -325,5 +344,10 @@ def _validate(cedar: str, schema: cedarpy.Schema, policies: tuple[PolicyInfo, ..
         message = error.error
         if info is not None:
             message = message.replace(f"`{info.cedar_id}`", f"`{info.id}`")
-        problems.append(_problem(f"schema validation: {message}", info.line if info else None,
-                                 info.id if info else None))
+        problems.append(
+            _problem(
+                f"schema validation: {message}",
+                info.line if info else None,
+                info.id if info else None,
+            )
+        )

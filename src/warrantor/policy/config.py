@@ -219,7 +219,9 @@ def _parse_endpoints(p: _Problems, raw: Any) -> EndpointsConfig:
     for host, fingerprints in pins.items():
         for i, fp in enumerate(fingerprints):
             if not _SHA256_RE.match(fp):
-                p.add(f"endpoints.pins.{host}[{i}]", f"expected 64 lower-case hex digits, got {fp!r}")
+                p.add(
+                    f"endpoints.pins.{host}[{i}]", f"expected 64 lower-case hex digits, got {fp!r}"
+                )
     pins = MappingProxyType({h.lower().rstrip("."): fps for h, fps in pins.items()})
     return EndpointsConfig(strict=strict is True, allow=allow, pins=pins)
 
@@ -266,7 +268,10 @@ def _parse_budget(p: _Problems, item: Any, path: str) -> Budget | None:
         ok = False
     metric = d.get("metric")
     if not (isinstance(metric, str) and (metric in METRICS or _FIELD_RE.match(metric))):
-        p.add(f"{path}.metric", f"expected count, tokens, cost_minor or payload.<field>, got {metric!r}")
+        p.add(
+            f"{path}.metric",
+            f"expected count, tokens, cost_minor or payload.<field>, got {metric!r}",
+        )
         ok = False
     scope = p.enum(d.get("scope"), f"{path}.scope", SCOPES)
     window = p.enum(d.get("window"), f"{path}.window", WINDOWS)
@@ -301,7 +306,9 @@ def _parse_rate(p: _Problems, raw: Any, path: str) -> RateLimit | None:
     d = p.mapping(raw, path, ("rate_per_second", "burst"))
     if not isinstance(raw, Mapping):
         return None
-    ok = p.typed(d.get("rate_per_second"), f"{path}.rate_per_second", _is_pos_number, "a positive number")
+    ok = p.typed(
+        d.get("rate_per_second"), f"{path}.rate_per_second", _is_pos_number, "a positive number"
+    )
     ok &= p.typed(d.get("burst"), f"{path}.burst", _is_pos_int, "a positive integer")
     return RateLimit(float(d["rate_per_second"]), d["burst"]) if ok else None
 

@@ -53,12 +53,23 @@ class RuleMatch:
 
     @classmethod
     def from_policy(cls, info: PolicyInfo) -> RuleMatch:
-        return cls(info.id, info.effect, info.reason, info.message, info.approvers,
-                   info.quorum, info.approval_ttl_seconds)
+        return cls(
+            info.id,
+            info.effect,
+            info.reason,
+            info.message,
+            info.approvers,
+            info.quorum,
+            info.approval_ttl_seconds,
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "effect": self.effect, "reason": self.reason,
-                               "message": self.message}
+        out: dict[str, Any] = {
+            "id": self.id,
+            "effect": self.effect,
+            "reason": self.reason,
+            "message": self.message,
+        }
         if self.approvers:
             out["approvers"] = list(self.approvers)
         if self.quorum is not None:
@@ -88,13 +99,18 @@ class PolicyDecision:
         return tuple(r for r in self.rules if r.effect == self.effect)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"effect": self.effect, "reason": self.reason,
-                "rules": [r.to_dict() for r in self.rules], "errors": list(self.errors)}
+        return {
+            "effect": self.effect,
+            "reason": self.reason,
+            "rules": [r.to_dict() for r in self.rules],
+            "errors": list(self.errors),
+        }
 
 
 def _error_decision(errors: list[str], matched: tuple[RuleMatch, ...] = ()) -> PolicyDecision:
-    rule = RuleMatch(POLICY_ERROR, "deny", POLICY_ERROR,
-                     "policy evaluation failed: " + "; ".join(errors))
+    rule = RuleMatch(
+        POLICY_ERROR, "deny", POLICY_ERROR, "policy evaluation failed: " + "; ".join(errors)
+    )
     return PolicyDecision("deny", (rule, *matched), tuple(errors))
 
 
@@ -120,22 +136,25 @@ class PolicyEngine:
 
     def evaluate(self, inp: PolicyInput) -> PolicyDecision:
         try:
-            result = cedarpy.is_authorized(inp.to_dict(), self._policies, self._entities,
-                                           schema=self._schema)
+            result = cedarpy.is_authorized(
+                inp.to_dict(), self._policies, self._entities, schema=self._schema
+            )
             diagnostics = result.diagnostics
             matched = self._matches(diagnostics.reasons)
             errors = [self._rename(e) for e in diagnostics.errors]
             if result.decision is cedarpy.Decision.NoDecision and not errors:
                 errors = ["cedar returned no decision"]
-        except Exception as exc:  # noqa: BLE001 - fail closed on anything cedarpy raises
+        except Exception as exc:
             return _error_decision([f"{type(exc).__name__}: {exc}"])
         if errors:
             return _error_decision(errors, matched)
         return _decide(matched)
 
     def _matches(self, reasons: list[str]) -> tuple[RuleMatch, ...]:
-        infos = sorted((self._info[r] for r in reasons),
-                       key=lambda p: (PRECEDENCE.index(p.effect), int(p.cedar_id[6:])))
+        infos = sorted(
+            (self._info[r] for r in reasons),
+            key=lambda p: (PRECEDENCE.index(p.effect), int(p.cedar_id[6:])),
+        )
         return tuple(RuleMatch.from_policy(p) for p in infos)
 
     def _rename(self, error: str) -> str:
@@ -152,9 +171,11 @@ def _decide(matched: tuple[RuleMatch, ...]) -> PolicyDecision:
 def evaluation_hash(bundle_hash: str, inp: PolicyInput, decision: PolicyDecision) -> str:
     """Hex sha256 of the RFC 8785 form of the bundle hash, the input and the outcome."""
     rules = sorted((r.id, r.effect) for r in decision.rules)
-    return digest({
-        "bundle_hash": bundle_hash,
-        "input": inp.to_dict(),
-        "effect": decision.effect,
-        "rules": [{"id": i, "effect": e} for i, e in rules],
-    })
+    return digest(
+        {
+            "bundle_hash": bundle_hash,
+            "input": inp.to_dict(),
+            "effect": decision.effect,
+            "rules": [{"id": i, "effect": e} for i, e in rules],
+        }
+    )

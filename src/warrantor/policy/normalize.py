@@ -83,7 +83,9 @@ class PolicyInput:
                 context=dict(data["context"]),
             )
         except (KeyError, TypeError) as exc:
-            raise ValueError(f"expected a policy input with principal, action, resource, context: {exc}") from exc
+            raise ValueError(
+                f"expected a policy input with principal, action, resource, context: {exc}"
+            ) from exc
 
 
 def endpoint_host(url: str) -> str:
