@@ -47,7 +47,10 @@ def test_demo_bundle_parses_with_its_annotations() -> None:
     by_id = {p.id: p for p in b.policies}
     approval = by_id["wire-approval-50k"]
     assert (approval.effect, approval.reason, approval.cedar_effect) == (
-        "require_approval", "APPROVAL_THRESHOLD", "forbid")
+        "require_approval",
+        "APPROVAL_THRESHOLD",
+        "forbid",
+    )
     assert approval.approvers == ("finance-leads",) and approval.quorum == 1
     assert by_id["wire-cap-1m"].reason == "AMOUNT_CAP"
     assert by_id["default-allow"].effect == "allow"
@@ -73,14 +76,27 @@ def test_hash_is_stable_across_processes() -> None:
         "from warrantor.demo import demo_bundle; from warrantor.policy import parse_bundle;"
         "print(parse_bundle(demo_bundle()).hash)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={"PYTHONHASHSEED": "123"})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONHASHSEED": "123"},
+    )
     assert out.stdout.strip() == parse_bundle(demo_bundle()).hash
 
 
 def test_json_schema_is_accepted() -> None:
-    schema = {"": {"entityTypes": {"Agent": {}, "Resource": {}}, "actions": {
-        "wire_transfer": {"appliesTo": {"principalTypes": ["Agent"], "resourceTypes": ["Resource"]}}}}}
+    schema = {
+        "": {
+            "entityTypes": {"Agent": {}, "Resource": {}},
+            "actions": {
+                "wire_transfer": {
+                    "appliesTo": {"principalTypes": ["Agent"], "resourceTypes": ["Resource"]}
+                }
+            },
+        }
+    }
     b = parse_bundle(bundle(ALLOW, schema=schema))
     assert b.schema == schema
     assert json.loads(json.dumps(b.to_dict())) == b.to_dict()
@@ -95,8 +111,11 @@ def test_every_parse_error_has_line_and_column() -> None:
     found = problems(bundle(cedar))
     assert found == [
         {"message": "cedar: unexpected token `}`", "line": 4, "column": 22},
-        {"message": "cedar: found an invalid variable in the policy scope: actin",
-         "line": 5, "column": 42},
+        {
+            "message": "cedar: found an invalid variable in the policy scope: actin",
+            "line": 5,
+            "column": 42,
+        },
     ]
 
 
@@ -104,24 +123,49 @@ LINT_CASES = [
     ("missing @id", '@reason("R") permit (principal, action, resource);', "non-empty @id"),
     ("duplicate @id", ALLOW + ALLOW, "duplicate @id 'allow'"),
     ("missing @reason", '@id("a") permit (principal, action, resource);', "non-empty @reason"),
-    ("unknown @effect", '@id("a") @reason("R") @effect("block") forbid (principal, action, resource);',
-     "@effect must be one of"),
-    ("approval on permit",
-     '@id("a") @reason("R") @effect("require_approval") permit (principal, action, resource);',
-     "must be on a forbid policy"),
-    ("allow on forbid", '@id("a") @reason("R") @effect("allow") forbid (principal, action, resource);',
-     "must be on a permit policy"),
-    ("bad quorum", '@id("a") @reason("R") @effect("require_approval") @quorum("0")'
-     " forbid (principal, action, resource);", "@quorum must be a positive integer"),
-    ("bad approval ttl", '@id("a") @reason("R") @effect("deny") @approval_ttl("1h")'
-     " forbid (principal, action, resource);", "@approval_ttl must be a positive integer"),
-    ("template", '@id("a") @reason("R") permit (principal == ?principal, action, resource);',
-     "templates are not supported"),
-    ("schema validation",
-     '@id("a") @reason("R") forbid (principal, action == Action::"wire_transfer", resource)'
-     " when { context.payload.amount > 1 };", "schema validation"),
-    ("undeclared action", '@id("a") @reason("R") forbid (principal, action == Action::"nope", resource);',
-     "schema validation"),
+    (
+        "unknown @effect",
+        '@id("a") @reason("R") @effect("block") forbid (principal, action, resource);',
+        "@effect must be one of",
+    ),
+    (
+        "approval on permit",
+        '@id("a") @reason("R") @effect("require_approval") permit (principal, action, resource);',
+        "must be on a forbid policy",
+    ),
+    (
+        "allow on forbid",
+        '@id("a") @reason("R") @effect("allow") forbid (principal, action, resource);',
+        "must be on a permit policy",
+    ),
+    (
+        "bad quorum",
+        '@id("a") @reason("R") @effect("require_approval") @quorum("0")'
+        " forbid (principal, action, resource);",
+        "@quorum must be a positive integer",
+    ),
+    (
+        "bad approval ttl",
+        '@id("a") @reason("R") @effect("deny") @approval_ttl("1h")'
+        " forbid (principal, action, resource);",
+        "@approval_ttl must be a positive integer",
+    ),
+    (
+        "template",
+        '@id("a") @reason("R") permit (principal == ?principal, action, resource);',
+        "templates are not supported",
+    ),
+    (
+        "schema validation",
+        '@id("a") @reason("R") forbid (principal, action == Action::"wire_transfer", resource)'
+        " when { context.payload.amount > 1 };",
+        "schema validation",
+    ),
+    (
+        "undeclared action",
+        '@id("a") @reason("R") forbid (principal, action == Action::"nope", resource);',
+        "schema validation",
+    ),
 ]
 
 
@@ -133,8 +177,14 @@ def test_lint_and_validation(name: str, cedar: str, fragment: str) -> None:
 
 def test_lint_problem_names_policy_and_line() -> None:
     found = problems(bundle(ALLOW + '\n@id("x")\nforbid (principal, action, resource);'))
-    assert found == [{"message": "cedar: every policy needs a non-empty @reason", "line": 3,
-                      "column": 1, "policy_id": "x"}]
+    assert found == [
+        {
+            "message": "cedar: every policy needs a non-empty @reason",
+            "line": 3,
+            "column": 1,
+            "policy_id": "x",
+        }
+    ]
 
 
 def test_all_problem_kinds_at_once() -> None:
@@ -160,13 +210,16 @@ def test_deep_nesting_is_refused_without_crashing(depth: int) -> None:
     code = f"""
 import sys
 from warrantor.policy import parse_bundle, BundleInvalidError
-cedar = 'permit (principal, action, resource) when {{ ' + '(' * {depth} + 'true' + ')' * {depth} + ' }};'
+deep = '(' * {depth} + 'true' + ')' * {depth}
+cedar = 'permit (principal, action, resource) when {{ ' + deep + ' }};'
 try:
     parse_bundle({{"cedar": cedar, "schema": "entity A;", "config": {{}}}})
 except BundleInvalidError as exc:
     print(exc.details["problems"][0]["message"])
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     assert "nesting deeper than 32 levels" in out.stdout
 
@@ -179,14 +232,21 @@ def test_nesting_in_schema_is_refused() -> None:
 def test_size_and_count_limits() -> None:
     huge = "// " + "x" * (256 * 1024) + "\n" + ALLOW
     assert "characters" in problems(bundle(huge))[0]["message"]
-    many = "".join(f'@id("p{i}") @reason("R") permit (principal, action, resource);\n'
-                   for i in range(MAX_POLICIES + 1))
+    many = "".join(
+        f'@id("p{i}") @reason("R") permit (principal, action, resource);\n'
+        for i in range(MAX_POLICIES + 1)
+    )
     assert f"at most {MAX_POLICIES} policies" in problems(bundle(many))[0]["message"]
 
 
-@pytest.mark.parametrize("cedar", ['permit (principal, action, resource) when { "abc };',
-                                   "permit (principal, action, resource) when { true )};",
-                                   "permit (principal, action, resource)"])
+@pytest.mark.parametrize(
+    "cedar",
+    [
+        'permit (principal, action, resource) when { "abc };',
+        "permit (principal, action, resource) when { true )};",
+        "permit (principal, action, resource)",
+    ],
+)
 def test_malformed_text_is_located(cedar: str) -> None:
     found = problems(bundle(cedar))
     assert found[0]["line"] == 1 and found[0]["column"] >= 1
