@@ -204,7 +204,8 @@ def test_cosignature_with_an_altered_timestamp_fails() -> None:
     key, verifier = witness()
     note = parse_signed_note(signed_checkpoint())
     sig = cosign(note.body, key, verifier.name, 1700000000)
-    moved = NoteSignature(sig.name, sig.key_hash, (1700000001).to_bytes(8, "big") + sig.signature[8:])
+    later = (1700000001).to_bytes(8, "big")
+    moved = NoteSignature(sig.name, sig.key_hash, later + sig.signature[8:])
     with pytest.raises(EvidenceError, match="does not verify"):
         verify_cosignature(note.with_signatures([moved]).to_text(), verifier)
 

@@ -16,8 +16,16 @@ from warrantor.evidence.merkle import (
 
 # The eight leaves of the RFC 6962 reference tests (certificate-transparency, merkle_tree_test)
 # and the root at every size 1..8.
-CT_LEAVES = ["", "00", "10", "2021", "3031", "40414243", "5051525354555657",
-             "606162636465666768696a6b6c6d6e6f"]
+CT_LEAVES = [
+    "",
+    "00",
+    "10",
+    "2021",
+    "3031",
+    "40414243",
+    "5051525354555657",
+    "606162636465666768696a6b6c6d6e6f",
+]
 CT_ROOTS = [
     "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
     "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
@@ -40,8 +48,9 @@ def entries(n: int) -> list[bytes]:
 
 def test_hashes_are_domain_separated_as_rfc6962_says() -> None:
     assert leaf_hash(b"abc") == hashlib.sha256(b"\x00abc").digest()
-    assert node_hash(b"l" * 32, b"r" * 32) == hashlib.sha256(b"\x01" + b"l" * 32 + b"r" * 32).digest()
-    assert EMPTY_ROOT == hashlib.sha256(b"").digest()
+    left, right = b"l" * 32, b"r" * 32
+    assert node_hash(left, right) == hashlib.sha256(b"\x01" + left + right).digest()
+    assert hashlib.sha256(b"").digest() == EMPTY_ROOT
 
 
 def test_roots_match_the_rfc6962_reference_tree_at_every_size() -> None:

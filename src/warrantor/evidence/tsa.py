@@ -19,9 +19,9 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
-from asn1crypto import algos, cms, tsp, x509
+from asn1crypto import algos, cms, core, tsp, x509
 from cryptography import x509 as cx509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -35,6 +35,16 @@ from warrantor.errors import EvidenceError
 BUILTIN_POLICY_OID = "2.25.154069935208512786829591264040532713841"
 _DIGEST_SIZES = {"sha256": 32, "sha384": 48, "sha512": 64}
 _VALIDITY = timedelta(days=3653)
+
+
+class _TimeStampResp(core.Sequence):  # type: ignore[misc]  # asn1crypto is untyped
+    """RFC 3161 TimeStampResp; asn1crypto's own marks the token mandatory, but a
+    rejection carries none (``timeStampToken TimeStampToken OPTIONAL``)."""
+
+    _fields: ClassVar[list[tuple[Any, ...]]] = [
+        ("status", tsp.PKIStatusInfo),
+        ("time_stamp_token", cms.ContentInfo, {"optional": True}),
+    ]
 
 
 def _der(value: Any) -> bytes:
@@ -188,7 +198,7 @@ class BuiltinTSA:
         nonce = request["nonce"].native
         token = self._token(request["message_imprint"], nonce, request["cert_req"].native)
         granted = {"status": {"status": "granted"}, "time_stamp_token": token}
-        return _der(tsp.TimeStampResp(granted))
+        return _der(_TimeStampResp(granted))
 
     def _parse_request(self, request_der: bytes) -> tsp.TimeStampReq:
         try:
@@ -273,13 +283,13 @@ class BuiltinTSA:
 
 def _rejection(failure: str, message: str) -> bytes:
     status = {"status": "rejection", "status_string": [message], "fail_info": {failure}}
-    return _der(tsp.TimeStampResp({"status": status}))
+    return _der(_TimeStampResp({"status": status}))
 
 
 def token_from_response(response_der: bytes) -> bytes:
     """The TimeStampToken of a granted TimeStampResp; ``EvidenceError`` otherwise."""
     try:
-        response = tsp.TimeStampResp.load(response_der)
+        response = _TimeStampResp.load(response_der)
         status = response["status"]["status"].native
         token = response["time_stamp_token"]
         token_der = token.dump() if token.native is not None else b""
@@ -293,7 +303,7 @@ def token_from_response(response_der: bytes) -> bytes:
 
 def _as_response(token_der: bytes) -> bytes:
     token = cms.ContentInfo.load(token_der, strict=True)
-    return _der(tsp.TimeStampResp({"status": {"status": "granted"}, "time_stamp_token": token}))
+    return _der(_TimeStampResp({"status": {"status": "granted"}, "time_stamp_token": token}))
 
 
 def verify_timestamp(token_der: bytes, data: bytes, root_cert_pem: bytes | str) -> datetime:
