@@ -47,6 +47,7 @@ treat stored hashes as sensitive.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -67,6 +68,8 @@ MAX_FINDINGS = 256
 OVERSIZE: Final = "oversize"
 
 _RANK: dict[str, int] = {"deny": 3, "require_approval": 2, "report": 1}
+_PREFILTER_MAX_MEM = 64 << 20
+_EMPTY_PROBES = (b"", b"a", b" a ", b"0", b"\n", b"a\nb")
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 # (signature name, RE2 pattern). Kept narrow on purpose: each has a fixed, documented prefix.
@@ -101,6 +104,7 @@ _INJECTION_SIGNATURES: tuple[tuple[str, str], ...] = (
 
 # A run of at least 13 digits, each separated from the next by at most one space or dash.
 _DIGIT_RUN = r"[0-9](?:[ -]?[0-9]){12,}"
+_UNFILTERABLE = re2.compile(rb"\\[Az]|\(\?[a-zA-Z]*-[a-zA-Z]*m")
 
 # (network, prefix ranges as (low, high, prefix length), allowed lengths)
 _CARD_NETWORKS: tuple[tuple[str, tuple[tuple[int, int, int], ...], frozenset[int]], ...] = (
@@ -162,10 +166,17 @@ class _Signature:
     regex: Any  # a compiled re2 pattern over UTF-8 bytes
     luhn: bool = False
 
+    @property
+    def prefilterable(self) -> bool:
+        # \A, \z and turning multi-line off would not see piece boundaries in the joined text
+        return _UNFILTERABLE.search(self.regex.pattern) is None
 
-def _options() -> Any:
+
+def _options(max_mem: int | None = None) -> Any:
     options = re2.Options()
     options.log_errors = False  # a tenant's bad pattern is a config error, not a log line
+    if max_mem is not None:
+        options.max_mem = max_mem
     return options
 
 
@@ -213,6 +224,9 @@ def _check_custom(det_id: Any, pattern: Any, mode: Any, seen: set[str]) -> tuple
         reason = exc.args[0].decode("utf-8", "replace") if exc.args else "rejected"
         problems.append(f"{label}: RE2 rejects the pattern: {reason}")
         return None, problems
+    if any(_matches_empty(regex, probe) for probe in _EMPTY_PROBES):
+        problems.append(f"{label}: pattern matches empty text; it would flag everything")
+        return None, problems
     if regex.programsize > MAX_PROGRAM_SIZE:
         problems.append(f"{label}: pattern compiles too large ({regex.programsize} > "
                         f"{MAX_PROGRAM_SIZE}); simplify its repetitions")
@@ -220,13 +234,21 @@ def _check_custom(det_id: Any, pattern: Any, mode: Any, seen: set[str]) -> tuple
     return regex, problems
 
 
+def _matches_empty(regex: Any, probe: bytes) -> bool:
+    return any(m.start() == m.end() for m in regex.finditer(probe))
+
+
 class DetectorSet:
     """Compiled detectors for one policy bundle. Immutable and safe to share across threads."""
 
-    __slots__ = ("_signatures",)
+    __slots__ = ("_prefilter", "_signatures", "_unfiltered")
 
     def __init__(self, signatures: Iterable[_Signature] = ()) -> None:
         self._signatures: tuple[_Signature, ...] = tuple(signatures)
+        self._prefilter = _build_prefilter(s for s in self._signatures if s.prefilterable)
+        self._unfiltered = tuple(
+            s for s in self._signatures if self._prefilter is None or not s.prefilterable
+        )
 
     @classmethod
     def from_config(
@@ -287,27 +309,80 @@ class DetectorSet:
         """Findings over ``details``, ``payload`` and ``context``, in walk order."""
         if not self._signatures:
             return []
+        pieces, cut_at = _collect(details, payload, context)
+        touched = self._touched(pieces)
         collector = _Collector()
-        budget = MAX_SCAN_BYTES
-        roots = (("/details", details), ("/payload", payload), ("/context", context))
-        for root, value in roots:
-            for path, data in _walk(root, value):
-                chunk = data[:budget]
-                self._scan_text(path, chunk, collector)
-                budget -= len(chunk)
-                if len(chunk) < len(data):
-                    collector.add(Finding(OVERSIZE, OVERSIZE, "deny", path, _EMPTY_SHA256,
-                                          OVERSIZE))
-                    return collector.findings
+        for index, (path, data) in enumerate(pieces):
+            signatures = self._signatures if index in touched else self._unfiltered
+            self._scan_text(path, data, signatures, collector)
+        if cut_at is not None:
+            collector.add(Finding(OVERSIZE, OVERSIZE, "deny", cut_at, _EMPTY_SHA256, OVERSIZE))
         return collector.findings
 
-    def _scan_text(self, path: str, data: bytes, collector: _Collector) -> None:
-        for sig in self._signatures:
+    def _touched(self, pieces: list[tuple[str, bytes]]) -> set[int]:
+        """Indexes of the pieces that may hold a match, from one pass over the joined text.
+
+        A match of the union that starts or ends in a piece marks it; the search then resumes
+        at the next unmarked piece, so the loop runs at most once per piece, and any piece
+        with a real match is marked (a match spanning a separator only marks extra pieces).
+        """
+        if self._prefilter is None or not pieces:
+            return set()
+        starts, offset = [], 0
+        for _, data in pieces:
+            starts.append(offset)
+            offset += len(data) + 1
+        joined = b"\n".join(data for _, data in pieces)
+        touched: set[int] = set()
+        pos = 0
+        while (match := self._prefilter.search(joined, pos)) is not None:
+            first = bisect.bisect_right(starts, match.start()) - 1
+            last = bisect.bisect_right(starts, max(match.start(), match.end() - 1)) - 1
+            touched.update(range(first, last + 1))
+            if last + 1 >= len(starts):
+                break
+            pos = starts[last + 1]
+        return touched
+
+    @staticmethod
+    def _scan_text(
+        path: str, data: bytes, signatures: tuple[_Signature, ...], collector: _Collector
+    ) -> None:
+        for sig in signatures:
             for match in sig.regex.finditer(data):
+                if match.start() == match.end():
+                    break  # empty-width matches carry no text; config rejects such patterns
                 for start, end in _card_spans(data, match) if sig.luhn else [match.span()]:
                     text_hash = hashlib.sha256(data[start:end]).hexdigest()
                     collector.add(Finding(sig.detector_id, sig.kind, sig.mode, path, text_hash,
                                           sig.name))
+
+
+def _build_prefilter(signatures: Iterable[_Signature]) -> Any:
+    """One RE2 union of the patterns, multi-line so ``^``/``$`` also fit piece boundaries."""
+    parts = [b"(?:" + sig.regex.pattern + b")" for sig in signatures]
+    if not parts:
+        return None
+    try:
+        return re2.compile(b"(?m)" + b"|".join(parts), _options(_PREFILTER_MAX_MEM))
+    except re2.error:
+        return None  # too big together: scan every piece with every signature instead
+
+
+def _collect(
+    details: str | None, payload: Any, context: Any
+) -> tuple[list[tuple[str, bytes]], str | None]:
+    """(pointer, text) pieces up to ``MAX_SCAN_BYTES``, and the pointer where text was cut."""
+    pieces: list[tuple[str, bytes]] = []
+    budget = MAX_SCAN_BYTES
+    for root, value in (("/details", details), ("/payload", payload), ("/context", context)):
+        for path, data in _walk(root, value):
+            chunk = data[:budget]
+            pieces.append((path, chunk))
+            budget -= len(chunk)
+            if len(chunk) < len(data):
+                return pieces, path
+    return pieces, None
 
 
 class _Collector:

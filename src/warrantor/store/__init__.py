@@ -1,1 +1,73 @@
-"""store."""
+"""Storage: the ``Store`` facade over SQLite (default) or PostgreSQL.
+
+``Store.read()`` opens a read transaction; ``Store.write(job)`` runs a job in the
+group-commit writer (see ``db.py``) and returns once it is durable. Jobs and readers get a
+``Repo`` (``repo.py``), never raw SQL. Migrations are Alembic scripts in ``migrations/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import sqlalchemy as sa
+
+from warrantor.store.db import Database, UniqueViolationError, sqlite_url
+from warrantor.store.repo import Repo
+
+T = TypeVar("T")
+
+__all__ = ["Repo", "Store", "UniqueViolationError", "sqlite_url"]
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+_PG_MIGRATION_LOCK = 0x5741_5252  # "WARR": one migrator at a time across processes
+
+
+class Store:
+    """The one storage seam. Two implementations share it: SQLite and PostgreSQL."""
+
+    def __init__(self, url: str, *, max_batch: int = 256) -> None:
+        self.db = Database(url, max_batch=max_batch)
+        self.dialect = self.db.dialect
+
+    @contextmanager
+    def read(self) -> Iterator[Repo]:
+        with self.db.read() as conn:
+            yield Repo(conn, self.dialect)
+
+    def write(self, job: Callable[[Repo], T]) -> T:
+        dialect = self.dialect
+        return self.db.write(lambda conn: job(Repo(conn, dialect)))
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision (idempotent, safe to race on PostgreSQL)."""
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(_MIGRATIONS))
+        with self.db.writer_engine.connect() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+                conn.commit()
+            try:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+                conn.commit()
+            finally:
+                if self.dialect == "postgresql":
+                    conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_MIGRATION_LOCK})
+                    conn.commit()
+
+    def ping(self) -> bool:
+        try:
+            with self.db.read() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,47 @@
+"""First start: operator key, and with ``--demo`` a demo tenant with keys and a policy.
+
+The demo credentials are written to ``<data_dir>/demo.json`` (mode 0600) so that the
+README's walkthrough can read them; nothing secret is printed twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import TextIO
+
+from warrantor.demo import demo_bundle
+from warrantor.server.app import open_services
+from warrantor.server.settings import Settings
+from warrantor.service.services import Services
+
+
+def prepare(settings: Settings, out: TextIO) -> Services:
+    services = open_services(settings)
+    generated = services.tenancy.bootstrap_operator(settings.operator_key)
+    if generated:
+        path = settings.data_dir / "operator.key"
+        _write_secret(path, generated + "\n")
+        print(f"Operator key (shown once, also saved to {path}):\n  {generated}", file=out)
+    if settings.demo and not (settings.data_dir / "demo.json").exists():
+        demo = create_demo(services)
+        _write_secret(settings.data_dir / "demo.json", json.dumps(demo, indent=2) + "\n")
+        print(f"Demo tenant {demo['tenant_id']} with payments policy; keys in {settings.data_dir / 'demo.json'}", file=out)
+    return services
+
+
+def create_demo(services: Services) -> dict[str, str]:
+    tenant = services.tenancy.create_tenant("Demo Payments")
+    keys = {
+        role: services.tenancy.create_api_key(tenant.id, role, "payments-agent" if role == "agent" else None)[1]
+        for role in ("admin", "agent", "app", "auditor")
+    }
+    bundle, _ = services.policies.upload(tenant.id, demo_bundle())
+    services.policies.activate(tenant.id, bundle.hash, "enforce")
+    return {"tenant_id": tenant.id, "bundle_hash": bundle.hash, **{f"{r}_key": k for r, k in keys.items()}}
+
+
+def _write_secret(path: os.PathLike[str], text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)

@@ -1,0 +1,96 @@
+"""``warrantor``: serve, init, demo, verify, audit, policy, keys.
+
+Each subcommand is a small function; settings come from ``WARRANTOR_*`` variables and
+flags, through the same ``Settings`` object the server uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from warrantor import __version__
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from warrantor.cli.bootstrap import prepare
+    from warrantor.server.app import create_app
+    from warrantor.server.settings import Settings
+
+    settings = Settings.from_env(
+        host=args.host, port=args.port, data_dir=args.data_dir, database_url=args.database_url,
+        demo=True if args.demo else None,
+    )
+    services = prepare(settings, out=sys.stdout)
+    app = create_app(settings, services=services)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, access_log=False)
+    return 0
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from warrantor.server.app import open_services
+    from warrantor.server.settings import Settings
+
+    settings = Settings.from_env(data_dir=args.data_dir, database_url=args.database_url)
+    services = open_services(settings)
+    try:
+        if args.keys_command == "rotate":
+            keyid = services.rotate_signing_key()
+            print(f"new signing key {keyid}; restart running servers to sign with it")
+        else:
+            for key in services.deps.keyring.published():
+                until = key.not_after.isoformat() if key.not_after else "-"
+                print(f"{key.keyid}  {key.not_before.isoformat()}  {until}")
+    finally:
+        services.store.close()
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from warrantor.verify.cli import main as verify_main
+
+    argv = [str(args.bundle), "--trust", str(args.trust)]
+    if args.json:
+        argv.append("--json")
+    return verify_main(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="warrantor", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"warrantor {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP server")
+    serve.add_argument("--host", default=None, help="listen address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="listen port (default 8080)")
+    serve.add_argument("--data-dir", type=Path, default=None, help="keys and SQLite database (default ./.warrantor)")
+    serve.add_argument("--database-url", default=None, help="postgresql://... to use PostgreSQL instead of SQLite")
+    serve.add_argument("--demo", action="store_true", help="create a demo tenant, keys and the payments policy")
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(func=_serve)
+
+    keys = sub.add_parser("keys", help="list or rotate signing keys")
+    keys.add_argument("keys_command", choices=["list", "rotate"])
+    keys.add_argument("--data-dir", type=Path, default=None)
+    keys.add_argument("--database-url", default=None)
+    keys.set_defaults(func=_keys)
+
+    verify = sub.add_parser("verify", help="verify a proof bundle offline")
+    verify.add_argument("bundle", type=Path)
+    verify.add_argument("--trust", type=Path, required=True, help="trust bundle (GET /v1/trust)")
+    verify.add_argument("--json", action="store_true")
+    verify.set_defaults(func=_verify)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

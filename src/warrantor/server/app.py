@@ -1,0 +1,97 @@
+"""The ASGI application factory.
+
+``create_app(settings)`` opens the store (running migrations), loads or creates keys,
+builds the services, and mounts the routes. Background work (the expiry sweep, the log
+integrator) runs in threads started and stopped by the app's lifespan.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from warrantor import __version__
+from warrantor.server import problems
+from warrantor.server.metrics import Metrics
+from warrantor.server.middleware import RequestContext
+from warrantor.server.routes import actions, approvals, policies, public, tenants
+from warrantor.server.settings import Settings
+from warrantor.service.context import Limits
+from warrantor.service.notify import Mailer, NullMailer, SmtpMailer
+from warrantor.service.services import Services, build_services
+from warrantor.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class _Periodic:
+    """A daemon thread calling ``fn`` every ``interval`` seconds until stopped."""
+
+    def __init__(self, name: str, interval: float, fn: Callable[[], Any]) -> None:
+        self._stop = threading.Event()
+        self._interval = interval
+        self._fn = fn
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self._fn()
+            except Exception:
+                log.exception("periodic task %s failed", self._thread.name)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def open_services(settings: Settings, *, mailer: Mailer | None = None, **kwargs: Any) -> Services:
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    store = Store(settings.effective_database_url)
+    store.migrate()
+    if mailer is None:
+        mailer = SmtpMailer(settings.smtp_url, settings.smtp_from) if settings.smtp_url else NullMailer()
+    limits = Limits(
+        warrant_ttl_seconds=settings.warrant_ttl_seconds,
+        notarize_grace_seconds=settings.notarize_grace_seconds,
+        default_approval_ttl_seconds=settings.default_approval_ttl_seconds,
+        public_url=settings.effective_public_url,
+    )
+    return build_services(store, settings.data_dir, mailer=mailer, limits=limits, **kwargs)
+
+
+def create_app(settings: Settings, *, services: Services | None = None) -> FastAPI:
+    svc = services or open_services(settings)
+    metrics = Metrics()
+    sweeper = _Periodic("warrantor-expiry", settings.sweep_interval_seconds, svc.sweeper.sweep)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        sweeper.start()
+        try:
+            yield
+        finally:
+            sweeper.stop()
+
+    app = FastAPI(
+        title="Warrantor",
+        version=__version__,
+        summary="Authorize what AI agents do, put humans in the loop, and prove it afterwards.",
+        lifespan=lifespan,
+    )
+    app.state.services = svc
+    app.state.settings = settings
+    app.state.metrics = metrics
+    problems.install(app)
+    for module in (tenants, policies, actions, approvals, public):
+        app.include_router(module.router)
+    app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes, metrics=metrics)
+    return app

@@ -1,0 +1,168 @@
+"""Actions: authorize, read, long-poll, notarize, chain, legal hold, approval codes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+import orjson
+
+from warrantor.domain.clock import parse_time
+from warrantor.domain.lifecycle import Status, is_terminal
+from warrantor.domain.model import ActionFilter, Role
+from warrantor.errors import ValidationError
+from warrantor.server.deps import Caller, Svc
+from warrantor.server.problems import render_stored_problem, request_id_of
+from warrantor.server.schemas import ActionIn, NotarizeIn
+from warrantor.service.intent import Intent
+from warrantor.service.tenancy import require_role
+
+router = APIRouter(tags=["actions"])
+
+
+def intent_from(body: ActionIn) -> Intent:
+    return Intent(
+        action_type=body.action_type,
+        details=body.details,
+        payload=body.payload,
+        agent_id=body.agent_id,
+        agent_version=body.agent_version,
+        model_id=body.model_id,
+        model_version=body.model_version,
+        instruction_hash=body.instruction_hash,
+        parent_action_id=body.parent_action_id,
+        endpoint_url=body.endpoint_url,
+        scope=body.scope,
+        resource=body.resource,
+        authorization_id=body.authorization_id,
+        run_id=body.run_id,
+        usage=body.usage.model_dump(exclude_none=True) if body.usage else None,
+        context=body.context,
+        labels=tuple(sorted(set(body.labels))),
+        require_approval=body.require_approval,
+        approvers=tuple(body.approvers) if body.approvers is not None else None,
+    )
+
+
+def _json(body: dict[str, Any], status: int, request: Request) -> Response:
+    return Response(
+        orjson.dumps({**body, "request_id": request_id_of(request)}),
+        status_code=status,
+        media_type="application/json",
+    )
+
+
+@router.post("/v1/actions", status_code=201, responses={403: {"description": "Denied (problem+json)"}})
+def authorize_action(
+    body: ActionIn,
+    request: Request,
+    svc: Svc,
+    caller: Caller,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> Response:
+    """Authorize an intended action: 201 authorized (+ warrant) or pending_approval; 403 denied."""
+    key = idempotency_key or body.idempotency_key
+    if idempotency_key and body.idempotency_key and idempotency_key != body.idempotency_key:
+        raise ValidationError(
+            "expected the Idempotency-Key header and idempotency_key field to agree",
+            code="IDEMPOTENCY_KEY_MISMATCH",
+        )
+    outcome = svc.authorizer.authorize(caller, intent_from(body), key)
+    decision = outcome.body.get("decision") or {}
+    details = outcome.body.get("details") or {}
+    request.app.state.metrics.decisions.labels(
+        decision.get("effect", "deny"), decision.get("stage", details.get("stage", ""))
+    ).inc()
+    if outcome.status_code >= 400:
+        return render_stored_problem(outcome.body, request_id_of(request))
+    return _json(outcome.body, outcome.status_code, request)
+
+
+@router.get("/v1/actions")
+def list_actions(
+    svc: Svc,
+    caller: Caller,
+    page: Annotated[int, Query(ge=1)] = 1,
+    per_page: Annotated[int, Query(ge=1, le=100)] = 20,
+    action_type: str | None = None,
+    agent_id: str | None = None,
+    status: str | None = None,
+    created_after: str | None = None,
+    created_before: str | None = None,
+) -> dict[str, Any]:
+    if status is not None and status not in {s.value for s in Status}:
+        raise ValidationError(f"expected a known status, got {status!r}", code="INVALID_FILTER")
+    flt = ActionFilter(
+        action_type=action_type,
+        agent_id=agent_id,
+        status=status,
+        created_after=_time(created_after, "created_after"),
+        created_before=_time(created_before, "created_before"),
+    )
+    return svc.actions.list(caller, flt, page, per_page)
+
+
+def _time(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_time(value)
+    except ValueError as exc:
+        raise ValidationError(f"{name}: expected an RFC 3339 timestamp, got {value!r}", code="INVALID_FILTER") from exc
+
+
+@router.get("/v1/actions/{action_id}")
+async def get_action(
+    action_id: str,
+    svc: Svc,
+    caller: Caller,
+    wait: Annotated[float, Query(ge=0, le=60)] = 0,
+) -> dict[str, Any]:
+    """Action detail; ``?wait=N`` long-polls up to N seconds for a status change."""
+    first: dict[str, Any] = await run_in_threadpool(svc.actions.get, caller, action_id)
+    if wait <= 0 or is_terminal(Status(first["status"])):
+        return first
+    notifier = svc.deps.notifier
+    deadline = time.monotonic() + wait
+    seen = notifier.version(action_id)
+    while (remaining := deadline - time.monotonic()) > 0:
+        seen = await notifier.wait_async(action_id, seen, min(0.5, remaining))
+        current: dict[str, Any] = await run_in_threadpool(svc.actions.get, caller, action_id)
+        if current["status"] != first["status"]:
+            return current
+        await asyncio.sleep(0)
+    return first
+
+
+@router.post("/v1/actions/{action_id}/notarize")
+def notarize_action(action_id: str, body: NotarizeIn, svc: Svc, caller: Caller) -> dict[str, Any]:
+    """Report the outcome; checks the execution against the warrant and mints the receipt."""
+    return svc.notarizer.notarize(caller, action_id, body.model_dump(exclude_none=True))
+
+
+@router.get("/v1/actions/{action_id}/approval")
+def approval_codes(action_id: str, svc: Svc, caller: Caller) -> dict[str, Any]:
+    """The approval request and its codes (tenant admins only)."""
+    tenant_id = require_role(caller, Role.ADMIN)
+    return svc.approvals.codes_for_admin(tenant_id, action_id)
+
+
+@router.get("/v1/actions/{action_id}/chain")
+def action_chain(action_id: str, svc: Svc, caller: Caller) -> dict[str, Any]:
+    return svc.actions.chain(caller, action_id)
+
+
+@router.post("/v1/actions/{action_id}/hold")
+def set_hold(action_id: str, svc: Svc, caller: Caller) -> dict[str, Any]:
+    return svc.actions.set_legal_hold(caller, action_id, True)
+
+
+@router.delete("/v1/actions/{action_id}/hold")
+def lift_hold(action_id: str, svc: Svc, caller: Caller) -> dict[str, Any]:
+    return svc.actions.set_legal_hold(caller, action_id, False)

@@ -1,0 +1,74 @@
+"""Public and operational endpoints: keys, receipts, health, readiness, metrics."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from warrantor.domain.clock import isoformat
+from warrantor.domain.model import Role
+from warrantor.errors import NotFoundError
+from warrantor.server.deps import Caller, Svc
+from warrantor.server.problems import problem_response, request_id_of
+from warrantor.service.tenancy import require_role
+
+router = APIRouter()
+
+
+@router.get("/v1/keys", tags=["evidence"])
+def list_keys(svc: Svc) -> dict[str, Any]:
+    """Every signing key with its validity; retired keys stay published."""
+    active = svc.deps.keyring.active.keyid
+    return {
+        "keys": [
+            {
+                "keyid": k.keyid,
+                "algorithm": "ed25519",
+                "public_key": base64.b64encode(k.public_key).decode(),
+                "not_before": isoformat(k.not_before),
+                "not_after": isoformat(k.not_after) if k.not_after else None,
+                "status": "active" if k.keyid == active else "retired",
+            }
+            for k in svc.deps.keyring.published()
+        ]
+    }
+
+
+@router.get("/v1/receipts/{receipt_id}", tags=["evidence"])
+def get_receipt(receipt_id: str, svc: Svc, caller: Caller) -> dict[str, Any]:
+    tenant_id = require_role(caller, Role.AGENT, Role.APP, Role.ADMIN, Role.AUDITOR)
+    with svc.store.read() as repo:
+        ev = repo.get_evidence(tenant_id, receipt_id)
+    if ev is None or ev.kind != "receipt":
+        raise NotFoundError(f"no receipt {receipt_id!r}", code="NOT_FOUND")
+    return {
+        "receipt_id": ev.id,
+        "action_id": ev.action_id,
+        "envelope": ev.envelope,
+        "envelope_digest": ev.envelope_digest,
+        "log_index": ev.log_index,
+        "created_at": isoformat(ev.created_at),
+    }
+
+
+@router.get("/healthz", tags=["ops"])
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", tags=["ops"])
+def readyz(request: Request, svc: Svc) -> Response:
+    if svc.store.ping():
+        return Response(b'{"status":"ready"}', media_type="application/json")
+    return problem_response(503, "NOT_READY", "the store does not answer", request_id_of(request))
+
+
+@router.get("/metrics", tags=["ops"])
+def metrics(request: Request, svc: Svc) -> Response:
+    m = request.app.state.metrics
+    m.write_batches.set(svc.store.db.batches)
+    m.write_jobs.set(svc.store.db.jobs)
+    return Response(m.render(), media_type="text/plain; version=0.0.4")

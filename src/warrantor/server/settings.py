@@ -1,0 +1,75 @@
+"""Settings: one object, built from ``WARRANTOR_*`` environment variables and CLI flags.
+
+Nothing else reads the environment; everything else takes explicit arguments.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path(".warrantor")
+    database_url: str | None = None  # None: SQLite under data_dir
+    host: str = "127.0.0.1"
+    port: int = 8080
+    operator_key: str | None = None
+    smtp_url: str | None = None
+    smtp_from: str = "warrantor@localhost"
+    public_url: str | None = None
+    warrant_ttl_seconds: int = 900
+    notarize_grace_seconds: int = 3600
+    default_approval_ttl_seconds: int = 86400
+    max_body_bytes: int = 1_048_576
+    sweep_interval_seconds: float = 5.0
+    log_origin: str = "warrantor.local/log"
+    integrate_interval_ms: int = 500
+    tsa_url: str | None = None
+    timestamp_receipts: bool = False
+    demo: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"WARRANTOR_{f.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _coerce(f.type, raw, f.name)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'warrantor.db'}"
+
+    @property
+    def effective_public_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+
+def _coerce(kind: Any, raw: str, name: str) -> Any:
+    kind = str(kind)
+    try:
+        if "Path" in kind:
+            return Path(raw)
+        if "bool" in kind:
+            if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(raw)
+            return raw.lower() in ("1", "true", "yes")
+        if "int" in kind:
+            return int(raw)
+        if "float" in kind:
+            return float(raw)
+    except ValueError:
+        raise ValueError(f"expected WARRANTOR_{name.upper()} to be a {kind}, got {raw!r}") from None
+    return raw

@@ -1,0 +1,185 @@
+"""Reading actions: detail, list, long-poll, chain, legal hold, and the expiry sweep."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from warrantor.domain.clock import isoformat
+from warrantor.domain.lifecycle import Event, Status, is_terminal
+from warrantor.domain.model import Action, ActionFilter, Principal, Role
+from warrantor.errors import NotFoundError, ValidationError, WarrantorError
+from warrantor.service.context import Deps
+from warrantor.service.sealing import approvals_view
+from warrantor.service.tenancy import require_role
+from warrantor.service.transitions import apply
+from warrantor.store import Repo
+
+log = logging.getLogger(__name__)
+
+READ_ROLES = (Role.AGENT, Role.APP, Role.ADMIN, Role.AUDITOR)
+MAX_WAIT_SECONDS = 60
+
+
+def summary(action: Action) -> dict[str, Any]:
+    return {
+        "action_id": action.id,
+        "action_type": action.action_type,
+        "agent_id": action.agent_id,
+        "status": action.status.value,
+        "effect": action.decision.get("effect"),
+        "stage": action.decision.get("stage"),
+        "legal_hold": action.legal_hold,
+        "parent_action_id": action.parent_action_id,
+        "created_at": isoformat(action.created_at),
+        "updated_at": isoformat(action.updated_at),
+    }
+
+
+def detail(repo: Repo, action: Action) -> dict[str, Any]:
+    evidence = {e.id: e for e in repo.evidence_for_action(action.tenant_id, action.id)}
+    request = repo.get_approval_request(action.tenant_id, action.id)
+    out: dict[str, Any] = {
+        **summary(action),
+        "intent": action.intent,
+        "intent_digest": action.intent_digest,
+        "decision": {k: v for k, v in action.decision.items() if v is not None},
+        "approvals": approvals_view(repo.approvals_for(action.tenant_id, action.id)),
+        "cosignatures": [],
+        "approval": None,
+        "warrant": None,
+        "receipt": None,
+        "execution": action.execution,
+        "warnings": action.response.get("warnings", []),
+    }
+    if request is not None:
+        out["approval"] = {
+            "approvers": list(request.approvers),
+            "quorum": request.quorum,
+            "expires_at": isoformat(request.expires_at),
+        }
+    for key, evidence_id in (("warrant", action.warrant_id), ("receipt", action.receipt_id)):
+        ev = evidence.get(evidence_id) if evidence_id else None
+        if ev is not None:
+            out[key] = {
+                f"{key}_id": ev.id,
+                "envelope": ev.envelope,
+                "envelope_digest": ev.envelope_digest,
+                "log_index": ev.log_index,
+                "created_at": isoformat(ev.created_at),
+            }
+    if action.warrant_expires_at is not None:
+        out["warrant_expires_at"] = isoformat(action.warrant_expires_at)
+    return out
+
+
+class Actions:
+    def __init__(self, deps: Deps) -> None:
+        self._d = deps
+
+    def get(self, principal: Principal, action_id: str) -> dict[str, Any]:
+        tenant_id = require_role(principal, *READ_ROLES)
+        with self._d.store.read() as repo:
+            action = repo.get_action(tenant_id, action_id)
+            if action is None:
+                raise NotFoundError(f"no action {action_id!r}", code="NOT_FOUND")
+            return detail(repo, action)
+
+    def wait(self, principal: Principal, action_id: str, seconds: float) -> dict[str, Any]:
+        """The action once its status changes, or as it is after ``seconds``.
+
+        In-process changes wake the waiter at once; changes made by another process are
+        seen by polling the store every half second.
+        """
+        seconds = min(max(seconds, 0.0), MAX_WAIT_SECONDS)
+        seen = self._d.notifier.version(action_id)
+        first = self.get(principal, action_id)
+        if is_terminal(Status(first["status"])) or seconds == 0:
+            return first
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            seen = self._d.notifier.wait(action_id, seen, min(0.5, remaining))
+            current = self.get(principal, action_id)
+            if current["status"] != first["status"]:
+                return current
+        return self.get(principal, action_id)
+
+    def list(self, principal: Principal, flt: ActionFilter, page: int, per_page: int) -> dict[str, Any]:
+        tenant_id = require_role(principal, *READ_ROLES)
+        if page < 1 or not 1 <= per_page <= 100:
+            raise ValidationError(
+                f"expected page >= 1 and 1 <= per_page <= 100, got page={page}, per_page={per_page}",
+                code="INVALID_PAGINATION",
+            )
+        with self._d.store.read() as repo:
+            result = repo.list_actions(tenant_id, flt, page, per_page)
+        return {
+            "data": [summary(a) for a in result.items],
+            "pagination": {
+                "page": result.page,
+                "per_page": result.per_page,
+                "total": result.total,
+                "has_more": result.has_more,
+            },
+        }
+
+    def chain(self, principal: Principal, action_id: str, max_depth: int = 64) -> dict[str, Any]:
+        """The action and its ancestors, nearest first."""
+        tenant_id = require_role(principal, *READ_ROLES)
+        chain: list[dict[str, Any]] = []
+        with self._d.store.read() as repo:
+            current: str | None = action_id
+            while current is not None and len(chain) < max_depth:
+                action = repo.get_action(tenant_id, current)
+                if action is None:
+                    if not chain:
+                        raise NotFoundError(f"no action {action_id!r}", code="NOT_FOUND")
+                    break
+                item = summary(action)
+                item["intent_digest"] = action.intent_digest
+                item["parent"] = action.parent
+                item["evidence"] = [
+                    {"id": e.id, "kind": e.kind, "envelope_digest": e.envelope_digest, "log_index": e.log_index}
+                    for e in repo.evidence_for_action(tenant_id, action.id)
+                ]
+                chain.append(item)
+                current = action.parent_action_id
+        return {"action_id": action_id, "chain": chain}
+
+    def set_legal_hold(self, principal: Principal, action_id: str, hold: bool) -> dict[str, Any]:
+        tenant_id = require_role(principal, Role.ADMIN, Role.AUDITOR)
+        now = self._d.clock.now()
+        if not self._d.store.write(lambda repo: repo.set_legal_hold(tenant_id, action_id, hold, now)):
+            raise NotFoundError(f"no action {action_id!r}", code="NOT_FOUND")
+        log.info("legal hold %s on %s by key %s", "set" if hold else "lifted", action_id, principal.key_id)
+        return {"action_id": action_id, "legal_hold": hold, "changed_at": isoformat(now)}
+
+
+class ExpirySweeper:
+    """Ends held actions past their approval expiry and warrants never executed."""
+
+    def __init__(self, deps: Deps) -> None:
+        self._d = deps
+
+    def sweep(self) -> int:
+        now = self._d.clock.now()
+        with self._d.store.read() as repo:
+            due = repo.due_for_expiry(now, self._d.limits.notarize_grace_seconds)
+        done = 0
+        for tenant_id, action_id, _status in due:
+            try:
+                self._d.store.write(lambda repo, t=tenant_id, a=action_id: self._expire(repo, t, a, now))
+                done += 1
+            except WarrantorError as exc:  # moved concurrently: someone decided first
+                log.info("expiry of %s skipped: %s", action_id, exc)
+            self._d.notifier.notify(action_id)
+        return done
+
+    def _expire(self, repo: Repo, tenant_id: str, action_id: str, now: Any) -> None:
+        action = repo.get_action(tenant_id, action_id, for_update=True)
+        if action is None:
+            return
+        reason = "APPROVAL_EXPIRED" if action.status in (
+            Status.PENDING_APPROVAL, Status.PENDING_CONFIRMATION) else "WARRANT_EXPIRED"
+        apply(self._d, repo, action, Event.EXPIRE, now, reason_code=reason)

@@ -1,0 +1,467 @@
+"""Authorize an intended action: the pipeline of DESIGN.md section 2.
+
+    validate -> identify -> idempotency -> detectors -> endpoint -> policy -> grant
+             -> run budget -> cumulative budget and rate limit -> seal
+
+Each stage may stop the action; the stage that decided is recorded as ``decision.stage``
+along with each stage's duration. ``deny`` stops at once; ``require_approval`` and
+``confirm`` let later stages run (one of them may still deny) and the strongest effect
+wins: deny > require_approval > confirm > allow.
+
+What the caller gets:
+
+- ``authorized`` (201) with a signed warrant;
+- ``pending_approval`` (201) with approvers, quorum and expiry; one single-use approval
+  code per approver is stored and mailed;
+- ``denied`` (403, code per stage, e.g. ``POLICY_DENIED``) with the signed receipt's id.
+
+The whole outcome (action row, approval request and codes, evidence and its log entry)
+is written in one transaction; the response is stored with the action, so a retry with
+the same idempotency key replays it byte for byte and a different body under the same key
+is ``409 DUPLICATE_REQUEST``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from warrantor.domain.clock import isoformat, random_token
+from warrantor.domain.lifecycle import Status
+from warrantor.domain.model import Action, ApprovalCode, ApprovalRequest, Effect, Principal, Role
+from warrantor.errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError
+from warrantor.evidence.canonical import digest
+from warrantor.policy.detectors import strongest
+from warrantor.policy.endpoints import EndpointError, TLSPinMismatchError, check_pin, parse_endpoint
+from warrantor.policy.engine import evaluation_hash
+from warrantor.policy.normalize import build_input
+from warrantor.service.context import Deps
+from warrantor.service.intent import Intent
+from warrantor.service.policies import ActivePolicy, Policies
+from warrantor.service.sealing import Sealed, record
+from warrantor.service.tenancy import require_role
+from warrantor.store import Repo, UniqueViolationError
+
+DEFAULT_APPROVERS = ("tenant-admins",)
+
+_DENY_CODES = {
+    "policy": "POLICY_DENIED",
+    "endpoint": "ENDPOINT_NOT_ALLOWED",
+    "detectors": "CONTENT_SIGNATURE_MATCH",
+}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """An HTTP-shaped result: status code and JSON body (a problem document when >= 400)."""
+
+    status_code: int
+    body: dict[str, Any]
+
+
+@dataclass
+class Draft:
+    """The decision as the stages build it."""
+
+    effect: Effect = Effect.ALLOW
+    stage: str = "seal"
+    reason: str | None = None
+    rules: list[dict[str, Any]] = field(default_factory=list)
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    findings: list[dict[str, Any]] = field(default_factory=list)
+    policy: dict[str, Any] | None = None
+    evaluation_hash: str | None = None
+    shadow: dict[str, Any] | None = None
+    approvers: list[str] = field(default_factory=list)
+    quorum: int = 1
+    approval_ttl_seconds: int | None = None
+
+    def hold(self, stage: str, effect: Effect, reason: str) -> None:
+        """Raise the effect if ``effect`` is stronger; the first stage to set it is kept."""
+        order = [Effect.ALLOW, Effect.CONFIRM, Effect.REQUIRE_APPROVAL, Effect.DENY]
+        if order.index(effect) > order.index(self.effect):
+            self.effect, self.stage, self.reason = effect, stage, reason
+
+    @property
+    def stopped(self) -> bool:
+        return self.effect is Effect.DENY
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "effect": self.effect.value,
+            "stage": self.stage,
+            "reason": self.reason,
+            "rules": self.rules,
+            "policy": self.policy,
+            "evaluation_hash": self.evaluation_hash,
+            "findings": self.findings,
+            "stages": self.stages,
+            "shadow": self.shadow,
+        }
+
+
+@dataclass
+class _Prepared:
+    tenant_id: str
+    intent: Intent
+    idempotency_key: str | None
+    request_hash: str
+    parent: dict[str, Any] | None
+    policies: dict[str, ActivePolicy]
+
+
+class Authorizer:
+    def __init__(self, deps: Deps, policies: Policies) -> None:
+        self._d = deps
+        self._policies = policies
+
+    def authorize(self, principal: Principal, intent: Intent, idempotency_key: str | None) -> Outcome:
+        tenant_id = require_role(principal, Role.AGENT, Role.ADMIN)
+        intent = self._bind_agent(principal, intent)
+        request_hash = digest({"intent": intent.canonical()})
+        replay, prepared = self._read_phase(tenant_id, intent, idempotency_key, request_hash)
+        if replay is not None:
+            return replay
+        assert prepared is not None
+        draft = self.evaluate(prepared.intent, prepared.policies)
+        if not intent.instruction_hash:
+            draft.warnings.append("instruction_hash is missing: prompt changes cannot be detected")
+        try:
+            return self._seal_and_write(principal, prepared, draft)
+        except UniqueViolationError:
+            if idempotency_key is None:
+                raise
+            replay, _ = self._read_phase(tenant_id, intent, idempotency_key, request_hash)
+            if replay is None:
+                raise
+            return replay
+
+    def explain(self, tenant_id: str, intent: Intent, bundle_hash: str | None) -> dict[str, Any]:
+        """Dry run: every stage and rule that would decide ``intent``; nothing is written."""
+        if bundle_hash is not None:
+            bundle = self._policies.get(tenant_id, bundle_hash)
+            policies = {"enforce": ActivePolicy(self._policies.compiled(bundle), "enforce", self._d.clock.now())}
+        else:
+            with self._d.store.read() as repo:
+                policies = self._policies.active(repo, tenant_id)
+        draft = self.evaluate(intent, policies)
+        would_be = {
+            Effect.ALLOW: Status.AUTHORIZED,
+            Effect.DENY: Status.DENIED,
+        }.get(draft.effect, Status.PENDING_APPROVAL)
+        return {"status": would_be.value, "decision": draft.to_dict(), "intent_digest": intent.digest()}
+
+    # -- identify and idempotency ------------------------------------------------------
+    @staticmethod
+    def _bind_agent(principal: Principal, intent: Intent) -> Intent:
+        if principal.agent_id is None:
+            return intent
+        if intent.agent_id not in (None, principal.agent_id):
+            raise PermissionDeniedError(
+                f"expected agent_id {principal.agent_id!r} (bound to this key), got {intent.agent_id!r}",
+                code="AGENT_MISMATCH",
+            )
+        return intent.with_agent(principal.agent_id)
+
+    def _read_phase(
+        self, tenant_id: str, intent: Intent, key: str | None, request_hash: str
+    ) -> tuple[Outcome | None, _Prepared | None]:
+        with self._d.store.read() as repo:
+            if key is not None:
+                existing = repo.action_by_idempotency_key(tenant_id, key)
+                if existing is not None:
+                    return _replay(existing, request_hash), None
+            parent = _parent_ref(repo, tenant_id, intent.parent_action_id)
+            policies = self._policies.active(repo, tenant_id)
+        return None, _Prepared(tenant_id, intent, key, request_hash, parent, policies)
+
+    # -- the evaluation stages (pure: nothing is written) -------------------------------
+    def evaluate(self, intent: Intent, policies: dict[str, ActivePolicy]) -> Draft:
+        draft = Draft()
+        enforce = policies.get("enforce")
+        for name, stage in (
+            ("detectors", self._stage_detectors),
+            ("endpoint", self._stage_endpoint),
+            ("policy", self._stage_policy),
+        ):
+            started = time.perf_counter_ns()
+            outcome = stage(draft, intent, enforce)
+            draft.stages.append(
+                {"name": name, "outcome": outcome, "duration_us": (time.perf_counter_ns() - started) // 1000}
+            )
+            if draft.stopped:
+                break
+        if "shadow" in policies:
+            draft.shadow = self._shadow(intent, policies["shadow"])
+        if intent.require_approval:
+            draft.hold("request", Effect.REQUIRE_APPROVAL, "REQUESTED_BY_CALLER")
+        if intent.approvers:
+            draft.approvers = list(intent.approvers)
+        return draft
+
+    def _stage_detectors(self, draft: Draft, intent: Intent, enforce: ActivePolicy | None) -> str:
+        if enforce is None or not enforce.compiled.detectors.enabled:
+            return "skipped"
+        findings = enforce.compiled.detectors.scan(intent.details, intent.payload or {}, intent.context or {})
+        draft.findings = [f.to_dict() for f in findings]
+        mode = strongest(findings)
+        if mode == "deny":
+            draft.hold("detectors", Effect.DENY, "CONTENT_SIGNATURE_MATCH")
+        elif mode == "require_approval":
+            draft.hold("detectors", Effect.REQUIRE_APPROVAL, "CONTENT_SIGNATURE_MATCH")
+        return mode or "pass"
+
+    def _stage_endpoint(self, draft: Draft, intent: Intent, enforce: ActivePolicy | None) -> str:
+        if enforce is None or intent.endpoint_url is None:
+            return "skipped"
+        verdict = enforce.compiled.endpoints.check(intent.action_type, intent.endpoint_url)
+        if not verdict.allowed:
+            draft.hold("endpoint", Effect.DENY, verdict.reason or "ENDPOINT_NOT_ALLOWED")
+            return "deny"
+        pins = enforce.compiled.endpoints.pins_for(verdict.host) if verdict.host else ()
+        if pins:
+            endpoint = parse_endpoint(intent.endpoint_url)
+            try:
+                check_pin(endpoint.host, endpoint.port, pins)
+            except TLSPinMismatchError:
+                draft.hold("endpoint", Effect.DENY, "ENDPOINT_TLS_MISMATCH")
+                return "deny"
+        return "pass"
+
+    def _stage_policy(self, draft: Draft, intent: Intent, enforce: ActivePolicy | None) -> str:
+        if enforce is None:
+            draft.hold("policy", Effect.DENY, "NO_ACTIVE_POLICY")
+            draft.rules.append(
+                {"id": "NO_ACTIVE_POLICY", "effect": "deny", "reason": "NO_ACTIVE_POLICY",
+                 "message": "no policy bundle is active in enforce mode for this tenant"}
+            )
+            return "deny"
+        decision, inp = self._decide(intent, enforce)
+        draft.policy = {"bundle_hash": enforce.bundle.hash, "mode": "enforce"}
+        draft.evaluation_hash = evaluation_hash(enforce.bundle.hash, inp, decision)
+        draft.rules = [r.to_dict() for r in decision.rules]
+        effect = Effect(decision.effect)
+        if effect is not Effect.ALLOW:
+            draft.hold("policy", effect, decision.reason)
+        for rule in decision.deciding_rules:
+            draft.approvers.extend(a for a in rule.approvers if a not in draft.approvers)
+            draft.quorum = max(draft.quorum, rule.quorum or 1)
+            if rule.approval_ttl_seconds:
+                draft.approval_ttl_seconds = rule.approval_ttl_seconds
+        if not draft.approvers:
+            draft.approvers = list(enforce.bundle.config.approvals.default_approvers)
+        if draft.approval_ttl_seconds is None:
+            draft.approval_ttl_seconds = enforce.bundle.config.approvals.default_ttl_seconds
+        return decision.effect
+
+    @staticmethod
+    def _decide(intent: Intent, active: ActivePolicy) -> tuple[Any, Any]:
+        try:
+            inp = build_input(
+                agent_id=intent.agent_id,
+                action_type=intent.action_type,
+                payload=intent.payload or {},
+                details=intent.details,
+                scope=intent.scope or "",
+                resource=intent.resource,
+                endpoint_url=intent.endpoint_url,
+                labels=intent.labels,
+                agent_version=intent.agent_version or "",
+                model_id=intent.model_id or "",
+                model_version=intent.model_version or "",
+            )
+        except (ValueError, EndpointError) as exc:
+            raise ValidationError(str(exc), code="INVALID_INTENT") from exc
+        return active.compiled.engine.evaluate(inp), inp
+
+    def _shadow(self, intent: Intent, shadow: ActivePolicy) -> dict[str, Any]:
+        try:
+            decision, inp = self._decide(intent, shadow)
+        except ValidationError as exc:
+            return {"bundle_hash": shadow.bundle.hash, "effect": "deny", "reason": exc.code}
+        return {
+            "bundle_hash": shadow.bundle.hash,
+            "effect": decision.effect,
+            "reason": decision.reason,
+            "rules": [r.id for r in decision.rules],
+            "evaluation_hash": evaluation_hash(shadow.bundle.hash, inp, decision),
+        }
+
+    # -- seal and write ------------------------------------------------------------------
+    def _seal_and_write(self, principal: Principal, p: _Prepared, draft: Draft) -> Outcome:
+        now = self._d.clock.now()
+        action_id = self._d.ids.new("act")
+        intent_doc = p.intent.canonical()
+        intent_digest = digest(intent_doc)
+        decision = draft.to_dict()
+        sealed: Sealed | None = None
+        request: ApprovalRequest | None = None
+        codes: list[ApprovalCode] = []
+        warrant_expires_at: datetime | None = None
+        if draft.effect is Effect.ALLOW:
+            status = Status.AUTHORIZED
+            warrant_expires_at = now + timedelta(seconds=self._d.limits.warrant_ttl_seconds)
+            sealed = self._d.sealer.warrant(
+                tenant_id=p.tenant_id, action_id=action_id, intent=intent_doc,
+                intent_digest=intent_digest, decision=decision, approvals=[], parent=p.parent,
+                issued_at=now, not_after=warrant_expires_at,
+            )
+        elif draft.effect is Effect.DENY:
+            status = Status.DENIED
+            sealed = self._d.sealer.receipt(
+                tenant_id=p.tenant_id, action_id=action_id, status=status.value,
+                intent_digest=intent_digest, decision=decision, approvals=[], parent=p.parent,
+                issued_at=now, reason_code=self._deny_code(draft),
+            )
+        else:
+            # ``confirm`` without an end-user grant is held for a human, like require_approval.
+            status = Status.PENDING_APPROVAL
+            request, codes = self._approval(p.tenant_id, action_id, draft, now)
+        body = self._response(action_id, status, decision, draft, sealed, request, now)
+        status_code = 201
+        if status is Status.DENIED:
+            status_code, body = 403, self._denial(action_id, draft, sealed)
+        action = Action(
+            id=action_id, tenant_id=p.tenant_id, status=status, action_type=p.intent.action_type,
+            agent_id=p.intent.agent_id, run_id=p.intent.run_id, parent_action_id=p.intent.parent_action_id,
+            intent=intent_doc, intent_digest=intent_digest, decision=decision,
+            idempotency_key=p.idempotency_key, request_hash=p.request_hash,
+            response_status=status_code, response=body, created_at=now, updated_at=now,
+            warrant_id=sealed.evidence_id if sealed and sealed.kind == "warrant" else None,
+            warrant_expires_at=warrant_expires_at,
+            receipt_id=sealed.evidence_id if sealed and sealed.kind == "receipt" else None,
+            api_key_id=principal.key_id, parent=p.parent,
+        )
+
+        def job(repo: Repo) -> None:
+            if p.idempotency_key and repo.action_by_idempotency_key(p.tenant_id, p.idempotency_key):
+                raise UniqueViolationError("idempotency key already used")
+            repo.insert_action(action)
+            if request is not None:
+                repo.insert_approval_request(request)
+                repo.insert_approval_codes(codes)
+            if sealed is not None:
+                record(repo, [(sealed, p.tenant_id, action_id)], now)
+
+        self._d.store.write(job)
+        self._d.notifier.notify(action_id)
+        self._mail_codes(action, codes)
+        return Outcome(status_code, body)
+
+    def _approval(
+        self, tenant_id: str, action_id: str, draft: Draft, now: datetime
+    ) -> tuple[ApprovalRequest, list[ApprovalCode]]:
+        approvers = tuple(draft.approvers) or DEFAULT_APPROVERS
+        ttl = draft.approval_ttl_seconds or self._d.limits.default_approval_ttl_seconds
+        expires_at = now + timedelta(seconds=ttl)
+        quorum = min(draft.quorum, len(approvers))
+        request = ApprovalRequest(action_id, tenant_id, approvers, quorum, expires_at, now)
+        codes = [
+            ApprovalCode(new_approval_code(), tenant_id, action_id, approver, expires_at, None)
+            for approver in approvers
+        ]
+        return request, codes
+
+    @staticmethod
+    def _deny_code(draft: Draft) -> str:
+        if draft.stage == "policy":
+            return "POLICY_DENIED"
+        return draft.reason or _DENY_CODES.get(draft.stage, "POLICY_DENIED")
+
+    def _response(
+        self, action_id: str, status: Status, decision: dict[str, Any], draft: Draft,
+        sealed: Sealed | None, request: ApprovalRequest | None, now: datetime,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "action_id": action_id,
+            "status": status.value,
+            "decision": _public_decision(decision),
+            "warnings": draft.warnings,
+            "created_at": isoformat(now),
+        }
+        if status is Status.AUTHORIZED and sealed is not None:
+            body["warrant"] = sealed.envelope.to_dict()
+            body["warrant_id"] = sealed.evidence_id
+        if request is not None:
+            body["approval"] = {
+                "approvers": list(request.approvers),
+                "quorum": request.quorum,
+                "expires_at": isoformat(request.expires_at),
+            }
+        return body
+
+    def _denial(self, action_id: str, draft: Draft, sealed: Sealed | None) -> dict[str, Any]:
+        code = self._deny_code(draft)
+        messages = [r["message"] for r in draft.rules if r.get("effect") == "deny" and r.get("message")]
+        detail = f"Action denied at stage {draft.stage!r}: {draft.reason}"
+        if messages:
+            detail += " (" + "; ".join(messages) + ")"
+        return {
+            "type": f"https://warrantor.dev/problems/{code.lower().replace('_', '-')}",
+            "title": "Action denied",
+            "status": 403,
+            "detail": detail,
+            "code": code,
+            "details": {
+                "action_id": action_id,
+                "receipt_id": sealed.evidence_id if sealed else None,
+                "stage": draft.stage,
+                "reason": draft.reason,
+                "rules": draft.rules,
+                "findings": draft.findings,
+            },
+        }
+
+    def _mail_codes(self, action: Action, codes: list[ApprovalCode]) -> None:
+        base = self._d.limits.public_url.rstrip("/")
+        for code in codes:
+            if "@" not in code.approver:
+                continue
+            self._d.mailer.send(
+                code.approver,
+                f"Approval needed: {action.action_type} by {action.agent_id or 'an agent'}",
+                f"An agent asks to run {action.action_type!r}.\n\n"
+                f"Details: {action.intent.get('details', '')}\n\n"
+                f"Review and decide: {base}/approve/{code.code}\n"
+                f"Approval code: {code.code} (single use, expires {isoformat(code.expires_at)})\n",
+            )
+
+
+def new_approval_code() -> str:
+    """``APR-`` + 100 random bits (20 Crockford base32 characters)."""
+    return "APR-" + random_token(100).upper()
+
+
+def _public_decision(decision: dict[str, Any]) -> dict[str, Any]:
+    return {k: decision[k] for k in ("effect", "stage", "reason", "rules", "policy", "evaluation_hash")} | {
+        "stages": decision["stages"],
+        **({"findings": decision["findings"]} if decision["findings"] else {}),
+        **({"shadow": decision["shadow"]} if decision["shadow"] else {}),
+    }
+
+
+def _replay(existing: Action, request_hash: str) -> Outcome:
+    if existing.request_hash != request_hash:
+        raise ConflictError(
+            "expected the same request body for a reused idempotency key, got a different one",
+            code="DUPLICATE_REQUEST",
+            details={"action_id": existing.id},
+        )
+    return Outcome(existing.response_status, existing.response)
+
+
+def _parent_ref(repo: Repo, tenant_id: str, parent_id: str | None) -> dict[str, Any] | None:
+    if parent_id is None:
+        return None
+    parent = repo.get_action(tenant_id, parent_id)
+    if parent is None:
+        raise NotFoundError(f"parent action {parent_id!r} does not exist", code="NOT_FOUND")
+    evidence = repo.evidence_for_action(tenant_id, parent_id)
+    return {
+        "action_id": parent.id,
+        "intent_digest": parent.intent_digest,
+        "evidence_digest": evidence[-1].envelope_digest if evidence else None,
+    }

@@ -1,0 +1,146 @@
+"""Reporting what ran, and checking it against what was authorized.
+
+``outcome``:
+
+- ``completed``: the action ran. Without an ``executed`` block it is ``notarized``. With
+  one, the match check compares action type, payload (canonical JSON, byte for byte) and
+  time (``executed_at`` within the warrant's validity); any mismatch ends the action as
+  ``diverged``, an alarm rather than a silent flag.
+- ``failed``: it ran and failed; ``failed`` with a receipt.
+- ``unknown``: the agent cannot tell whether the side effect happened; the action becomes
+  ``uncertain`` (no receipt yet) and a later report resolves it.
+
+The receipt commits to digests of the outcome details and the executed payload, never to
+the raw text, so retention can erase details while the receipt keeps verifying.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from warrantor.domain.clock import isoformat, parse_time
+from warrantor.domain.lifecycle import Event, Status
+from warrantor.domain.model import Action, Principal, Role
+from warrantor.errors import NotFoundError, ValidationError
+from warrantor.evidence.canonical import canonicalize, digest, sha256_hex
+from warrantor.service.context import Deps
+from warrantor.service.tenancy import require_role
+from warrantor.service.transitions import apply
+from warrantor.store import Repo
+
+OUTCOMES = {
+    "completed": Event.NOTARIZE_COMPLETED,
+    "failed": Event.NOTARIZE_FAILED,
+    "unknown": Event.NOTARIZE_UNKNOWN,
+}
+
+
+def match_execution(
+    action: Action, executed: dict[str, Any], window_start: datetime, window_end: datetime, now: datetime
+) -> dict[str, Any]:
+    """Compare an executed action with the authorized intent.
+
+    Times on the wire carry milliseconds, so the window is widened to whole milliseconds;
+    an ``executed`` block without ``executed_at`` is taken to have run when reported.
+    """
+    executed_at = parse_time(executed["executed_at"]) if executed.get("executed_at") else now
+    window_start = window_start.replace(microsecond=window_start.microsecond // 1000 * 1000)
+    intent_payload = action.intent.get("payload", {})
+    return {
+        "action_type_match": executed.get("action_type", action.action_type) == action.action_type,
+        "payload_consistent": "payload" not in executed
+        or canonicalize(executed["payload"]) == canonicalize(intent_payload),
+        "within_time_window": window_start <= executed_at <= window_end,
+        "time_window_seconds": int((window_end - window_start).total_seconds()),
+    }
+
+
+def matched(match: dict[str, Any] | None) -> bool:
+    return match is None or all(
+        match[k] for k in ("action_type_match", "payload_consistent", "within_time_window")
+    )
+
+
+class Notarizer:
+    def __init__(self, deps: Deps) -> None:
+        self._d = deps
+
+    def notarize(self, principal: Principal, action_id: str, report: dict[str, Any]) -> dict[str, Any]:
+        tenant_id = require_role(principal, Role.AGENT, Role.ADMIN)
+        outcome = report.get("outcome", "completed")
+        if outcome not in OUTCOMES:
+            raise ValidationError(
+                f"expected outcome completed, failed or unknown, got {outcome!r}",
+                code="INVALID_OUTCOME", status=400,
+            )
+        executed = report.get("executed")
+        if executed is not None and executed.get("executed_at"):
+            try:
+                parse_time(executed["executed_at"])
+            except ValueError as exc:
+                raise ValidationError(f"executed.executed_at: {exc}", code="INVALID_OUTCOME", status=400) from exc
+        now = self._d.clock.now()
+
+        def job(repo: Repo) -> dict[str, Any]:
+            action = repo.get_action(tenant_id, action_id, for_update=True)
+            if action is None or (principal.agent_id and action.agent_id != principal.agent_id):
+                raise NotFoundError(f"no action {action_id!r}", code="NOT_FOUND")
+            match = self._match(repo, action, executed, now) if executed is not None else None
+            event = OUTCOMES[outcome]
+            if event is Event.NOTARIZE_COMPLETED and not matched(match):
+                event = Event.NOTARIZE_DIVERGED
+            execution = _execution_record(outcome, report, executed, now)
+            applied = apply(self._d, repo, action, event, now, execution=execution, match=match,
+                            reason_code="EXECUTION_DIVERGED" if event is Event.NOTARIZE_DIVERGED else None,
+                            extra_receipt={"evidence_grade": "reported"})
+            receipt = None
+            if applied.receipt is not None:
+                receipt = {
+                    "receipt_id": applied.receipt.evidence_id,
+                    "envelope": applied.receipt.envelope.to_dict(),
+                    "log_index": applied.receipt_log_index,
+                }
+            return {
+                "action_id": action.id,
+                "status": applied.status.value,
+                "evidence_grade": "reported",
+                "match": match,
+                "receipt": receipt,
+            }
+
+        result = self._d.store.write(job)
+        self._d.notifier.notify(action_id)
+        return result
+
+    @staticmethod
+    def _match(repo: Repo, action: Action, executed: dict[str, Any], now: datetime) -> dict[str, Any]:
+        start = action.created_at
+        if action.warrant_id is not None:
+            warrant = repo.get_evidence(action.tenant_id, action.warrant_id)
+            if warrant is not None:
+                start = warrant.created_at
+        end = action.warrant_expires_at or start
+        return match_execution(action, executed, start, end, now)
+
+
+def _execution_record(outcome: str, report: dict[str, Any], executed: dict[str, Any] | None, now: datetime) -> dict[str, Any]:
+    details = report.get("outcome_details")
+    record: dict[str, Any] = {
+        "outcome": outcome,
+        "outcome_details_sha256": sha256_hex(details.encode()) if details else None,
+        "reported_at": isoformat(now),
+        "usage": report.get("usage"),
+    }
+    if executed is not None:
+        record["executed"] = {
+            "action_type": executed.get("action_type"),
+            "payload_sha256": digest(executed["payload"]) if "payload" in executed else None,
+            "executed_at": executed.get("executed_at"),
+            "executed_by": executed.get("executed_by"),
+        }
+    return record
+
+
+def runnable(status: Status) -> bool:
+    return status in (Status.AUTHORIZED, Status.APPROVED, Status.UNCERTAIN)

@@ -1,0 +1,146 @@
+"""Policy bundles: upload (validated, content-addressed), activation, lookup, engines.
+
+Bundles are kept forever by their sha256. Activation per tenant and mode (``enforce`` or
+``shadow``) is itself evidence: a signed policy statement goes into the log, so an auditor
+can tell which bundle was in force when.
+
+Compiled engines are cached by bundle hash: a bundle never changes once stored.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from warrantor.errors import NotFoundError, ValidationError
+from warrantor.policy.bundle import PolicyBundle, parse_bundle
+from warrantor.policy.detectors import DetectorSet
+from warrantor.policy.endpoints import EndpointAllowlist
+from warrantor.policy.engine import PolicyEngine
+from warrantor.service.context import Deps
+from warrantor.service.sealing import record
+from warrantor.store import Repo
+
+MODES = ("enforce", "shadow")
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """Everything evaluation needs from one bundle, built once per process."""
+
+    bundle: PolicyBundle
+    engine: PolicyEngine
+    detectors: DetectorSet
+    endpoints: EndpointAllowlist
+
+    @classmethod
+    def build(cls, bundle: PolicyBundle) -> Compiled:
+        return cls(
+            bundle,
+            PolicyEngine(bundle),
+            DetectorSet.from_detectors_config(bundle.config.detectors),
+            EndpointAllowlist.from_endpoints_config(bundle.config.endpoints),
+        )
+
+
+@dataclass(frozen=True)
+class ActivePolicy:
+    compiled: Compiled
+    mode: str
+    activated_at: datetime
+
+    @property
+    def bundle(self) -> PolicyBundle:
+        return self.compiled.bundle
+
+
+class Policies:
+    def __init__(self, deps: Deps, cache_size: int = 64) -> None:
+        self._d = deps
+        self._engines: OrderedDict[str, Compiled] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    def upload(self, tenant_id: str, raw: dict[str, Any]) -> tuple[PolicyBundle, bool]:
+        bundle = parse_bundle(raw)
+        now = self._d.clock.now()
+        created = self._d.store.write(
+            lambda repo: repo.insert_bundle(tenant_id, bundle.hash, bundle.to_dict(), now)
+        )
+        self._remember(bundle)
+        return bundle, created
+
+    def activate(self, tenant_id: str, bundle_hash: str, mode: str) -> dict[str, Any]:
+        if mode not in MODES:
+            raise ValidationError(f"expected mode enforce or shadow, got {mode!r}", code="INVALID_MODE")
+        self.get(tenant_id, bundle_hash)  # 404 before anything is signed
+        now = self._d.clock.now()
+        sealed = self._d.sealer.policy_activation(
+            tenant_id=tenant_id, bundle_hash=bundle_hash, mode=mode, issued_at=now
+        )
+
+        def job(repo: Repo) -> None:
+            record(repo, [(sealed, tenant_id, None)], now)
+            repo.activate_bundle(tenant_id, mode, bundle_hash, now, sealed.evidence_id)
+
+        self._d.store.write(job)
+        return {"bundle_hash": bundle_hash, "mode": mode, "activated_at": now, "evidence_id": sealed.evidence_id}
+
+    def deactivate(self, tenant_id: str, mode: str) -> None:
+        self._d.store.write(lambda repo: repo.deactivate(tenant_id, mode))
+
+    def get(self, tenant_id: str, bundle_hash: str) -> PolicyBundle:
+        with self._lock:
+            hit = self._engines.get(bundle_hash)
+        with self._d.store.read() as repo:
+            row = repo.get_bundle(tenant_id, bundle_hash)
+        if row is None:
+            raise NotFoundError(f"no policy bundle {bundle_hash!r} in this tenant", code="POLICY_NOT_FOUND")
+        if hit is not None:
+            return hit.bundle
+        bundle = parse_bundle(row[0])
+        self._remember(bundle)
+        return bundle
+
+    def compiled(self, bundle: PolicyBundle) -> Compiled:
+        return self._remember(bundle)
+
+    def _remember(self, bundle: PolicyBundle) -> Compiled:
+        with self._lock:
+            hit = self._engines.get(bundle.hash)
+            if hit is not None:
+                self._engines.move_to_end(bundle.hash)
+                return hit
+        compiled = Compiled.build(bundle)
+        with self._lock:
+            self._engines[bundle.hash] = compiled
+            while len(self._engines) > self._cache_size:
+                self._engines.popitem(last=False)
+        return compiled
+
+    def active(self, repo: Repo, tenant_id: str) -> dict[str, ActivePolicy]:
+        """The bundles in force for a tenant, by mode, read within the caller's transaction."""
+        out: dict[str, ActivePolicy] = {}
+        for mode, (bundle_hash, activated_at) in repo.active_bundles(tenant_id).items():
+            with self._lock:
+                hit = self._engines.get(bundle_hash)
+            if hit is None:
+                row = repo.get_bundle(tenant_id, bundle_hash)
+                if row is None:
+                    continue
+                hit = self._remember(parse_bundle(row[0]))
+            out[mode] = ActivePolicy(hit, mode, activated_at)
+        return out
+
+    def list(self, tenant_id: str) -> list[dict[str, Any]]:
+        with self._d.store.read() as repo:
+            active = repo.active_bundles(tenant_id)
+            bundles = repo.list_bundles(tenant_id)
+        modes = {h: m for m, (h, _) in active.items()}
+        return [
+            {"bundle_hash": h, "created_at": created, "active_mode": modes.get(h)}
+            for h, created in bundles
+        ]

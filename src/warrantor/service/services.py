@@ -1,0 +1,76 @@
+"""Wiring: every use case built over one set of collaborators."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from warrantor.domain.clock import Clock, IdFactory, RandomIds, SystemClock
+from warrantor.service.actions import Actions, ExpirySweeper
+from warrantor.service.approvals import Approvals
+from warrantor.service.authorize import Authorizer
+from warrantor.service.context import Deps, Limits
+from warrantor.service.keyring import KeyRing
+from warrantor.service.notarize import Notarizer
+from warrantor.service.notify import Mailer, NullMailer, Notifier
+from warrantor.service.policies import Policies
+from warrantor.service.sealing import Sealer
+from warrantor.service.tenancy import Tenancy
+from warrantor.store import Store
+
+
+@dataclass
+class Services:
+    deps: Deps
+    tenancy: Tenancy
+    policies: Policies
+    authorizer: Authorizer
+    approvals: Approvals
+    notarizer: Notarizer
+    actions: Actions
+    sweeper: ExpirySweeper
+
+    @property
+    def store(self) -> Store:
+        return self.deps.store
+
+    def rotate_signing_key(self) -> str:
+        key = self.deps.keyring.rotate(self.deps.clock.now())
+        self.deps.sealer.set_signer(key)
+        return key.keyid
+
+
+def build_services(
+    store: Store,
+    data_dir: Path,
+    *,
+    clock: Clock | None = None,
+    ids: IdFactory | None = None,
+    mailer: Mailer | None = None,
+    limits: Limits | None = None,
+) -> Services:
+    clock = clock or SystemClock()
+    ids = ids or RandomIds()
+    keyring = KeyRing(data_dir / "keys", store)
+    signer = keyring.ensure(clock.now())
+    deps = Deps(
+        store=store,
+        clock=clock,
+        ids=ids,
+        keyring=keyring,
+        sealer=Sealer(signer, ids),
+        notifier=Notifier(),
+        mailer=mailer or NullMailer(),
+        limits=limits or Limits(),
+    )
+    policies = Policies(deps)
+    return Services(
+        deps=deps,
+        tenancy=Tenancy(deps),
+        policies=policies,
+        authorizer=Authorizer(deps, policies),
+        approvals=Approvals(deps),
+        notarizer=Notarizer(deps),
+        actions=Actions(deps),
+        sweeper=ExpirySweeper(deps),
+    )

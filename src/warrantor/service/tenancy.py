@@ -1,0 +1,141 @@
+"""Tenants, API keys and the operator key; turning a bearer token into a ``Principal``.
+
+API keys are ``wrt_`` + 160 random bits. Only their sha256 is stored (a key of that
+entropy needs no slow hash); lookup is by hash and the final comparison is constant-time.
+The operator key (``WARRANTOR_OPERATOR_KEY``, or generated on first start) may create
+tenants and their keys and nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+
+from warrantor.domain.clock import random_token
+from warrantor.domain.model import ApiKey, Principal, Role, Tenant
+from warrantor.errors import AuthenticationError, NotFoundError, PermissionDeniedError, ValidationError
+from warrantor.service.context import Deps
+from warrantor.store import Repo
+
+KEY_PREFIX = "wrt_"
+_CACHE_SECONDS = 5.0  # a revoked key stops working within this many seconds
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_api_key() -> str:
+    return KEY_PREFIX + random_token(160)
+
+
+class Tenancy:
+    def __init__(self, deps: Deps) -> None:
+        self._d = deps
+        self._cache: dict[str, tuple[float, Principal]] = {}
+        self._lock = threading.Lock()
+
+    # -- operator ---------------------------------------------------------------------
+    def bootstrap_operator(self, configured_key: str | None) -> str | None:
+        """Register the operator key; returns a newly generated key to print once, if any."""
+        now = self._d.clock.now()
+        if configured_key:
+            if not configured_key.startswith(KEY_PREFIX) or len(configured_key) < 26:
+                raise ValidationError("expected WARRANTOR_OPERATOR_KEY to look like wrt_<at least 22 chars>")
+            digest = hash_key(configured_key)
+
+            def register(repo: Repo) -> None:
+                if not repo.operator_key_exists(digest):
+                    repo.insert_operator_key(digest, now)
+
+            self._d.store.write(register)
+            return None
+        with self._d.store.read() as repo:
+            if repo.count_operator_keys():
+                return None
+        key = new_api_key()
+        self._d.store.write(lambda repo: repo.insert_operator_key(hash_key(key), now))
+        return key
+
+    def create_tenant(self, name: str) -> Tenant:
+        tenant = Tenant(self._d.ids.new("ten"), name, self._d.clock.now())
+        self._d.store.write(lambda repo: repo.insert_tenant(tenant))
+        return tenant
+
+    def create_api_key(self, tenant_id: str, role: str, agent_id: str | None) -> tuple[ApiKey, str]:
+        try:
+            parsed_role = Role(role)
+        except ValueError:
+            raise ValidationError(
+                f"expected role to be one of agent, app, admin, auditor, got {role!r}",
+                code="INVALID_ROLE",
+            ) from None
+        if agent_id is not None and parsed_role is not Role.AGENT:
+            raise ValidationError("expected agent_id only on keys of role agent", code="INVALID_ROLE")
+        secret = new_api_key()
+        key = ApiKey(
+            id=self._d.ids.new("key"),
+            tenant_id=tenant_id,
+            role=parsed_role,
+            agent_id=agent_id,
+            prefix=secret[:10],
+            created_at=self._d.clock.now(),
+        )
+
+        def job(repo: Repo) -> None:
+            if repo.get_tenant(tenant_id) is None:
+                raise NotFoundError(f"tenant {tenant_id!r} does not exist", code="TENANT_NOT_FOUND")
+            repo.insert_api_key(key, hash_key(secret))
+
+        self._d.store.write(job)
+        return key, secret
+
+    # -- authentication ---------------------------------------------------------------
+    def authenticate(self, token: str | None) -> Principal:
+        if not token:
+            raise AuthenticationError("expected an Authorization: Bearer <api key> header")
+        digest = hash_key(token)
+        with self._lock:
+            hit = self._cache.get(digest)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        principal = self._lookup(token, digest)
+        with self._lock:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[digest] = (time.monotonic() + _CACHE_SECONDS, principal)
+        return principal
+
+    def _lookup(self, token: str, digest: str) -> Principal:
+        with self._d.store.read() as repo:
+            found = repo.api_key_by_hash(digest)
+            is_operator = found is None and repo.operator_key_exists(digest)
+        if is_operator:
+            return Principal(tenant_id=None, role=None)
+        # Compare in constant time even though the lookup already matched the hash, so a
+        # timing difference can never tell which prefix of a hash exists.
+        if found is None or not hmac.compare_digest(found[1], digest) or found[0].revoked_at:
+            secrets.compare_digest(digest, digest)
+            raise AuthenticationError("the API key is unknown or revoked", code="INVALID_API_KEY")
+        key = found[0]
+        return Principal(tenant_id=key.tenant_id, role=key.role, key_id=key.id, agent_id=key.agent_id)
+
+
+def require_role(principal: Principal, *roles: Role) -> str:
+    """The principal's tenant, if its role is among ``roles``; 403 otherwise."""
+    if principal.tenant_id is None or principal.role is None:
+        raise PermissionDeniedError("expected a tenant API key, got the operator key")
+    if principal.role not in roles:
+        allowed = ", ".join(r.value for r in roles)
+        raise PermissionDeniedError(
+            f"expected a key with role {allowed}, got {principal.role.value}", code="FORBIDDEN_ROLE"
+        )
+    return principal.tenant_id
+
+
+def require_operator(principal: Principal) -> None:
+    if not principal.is_operator:
+        raise PermissionDeniedError("expected the operator key", code="FORBIDDEN_ROLE")

@@ -1,0 +1,242 @@
+"""Engines, connections and the group-commit writer.
+
+Every write is a *job*: a function of one open transaction. Jobs are queued to a single
+writer thread per process, which runs whatever is queued in one database transaction, each
+job inside its own SAVEPOINT (a failing job rolls back alone), commits once, and only then
+answers each caller. One fsync serves the whole batch: durability is cheap, and an
+acknowledged write has always been committed.
+
+Several processes may share one PostgreSQL database: each has its own writer, and
+everything that must be atomic across processes (idempotency, single-use codes, log
+sequencing, budgets) is enforced by constraints and row locks, never in memory.
+
+SQLite runs in WAL mode with ``synchronous=FULL``; the writer uses ``BEGIN IMMEDIATE`` so
+it never has to upgrade a read lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+
+from warrantor.errors import ConflictError, StorageError, WarrantorError
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+_STOP = object()
+_RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected
+
+
+@dataclass
+class _Job:
+    fn: Callable[[Connection], Any]
+    future: Future[Any]
+
+
+def sqlite_url(data_dir: Path) -> str:
+    return f"sqlite:///{data_dir / 'warrantor.db'}"
+
+
+def _configure_sqlite(engine: Engine, *, begin: str) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
+        dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN itself (savepoints work)
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=10000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql(begin)
+
+
+def create_engines(url: str) -> tuple[Engine, Engine]:
+    """(writer engine, reader engine) for a database URL."""
+    if url.startswith("sqlite"):
+        args = {"check_same_thread": False, "timeout": 10}
+        writer = sa.create_engine(url, connect_args=args, pool_size=1, max_overflow=0)
+        reader = sa.create_engine(url, connect_args=args, pool_size=8, max_overflow=32)
+        _configure_sqlite(writer, begin="BEGIN IMMEDIATE")
+        _configure_sqlite(reader, begin="BEGIN")
+        return writer, reader
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    writer = sa.create_engine(url, pool_size=2, max_overflow=2, pool_pre_ping=True)
+    reader = sa.create_engine(url, pool_size=8, max_overflow=16, pool_pre_ping=True)
+    return writer, reader
+
+
+class Database:
+    """A database with a group-commit writer thread and a pool of readers."""
+
+    def __init__(self, url: str, *, max_batch: int = 256) -> None:
+        self.url = url
+        self.dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
+        self.writer_engine, self.reader_engine = create_engines(url)
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.batches = 0
+        self.jobs = 0
+
+    # -- reads -----------------------------------------------------------------------
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read transaction (a consistent snapshot on both databases)."""
+        try:
+            with self.reader_engine.connect() as conn, conn.begin():
+                yield conn
+        except WarrantorError:
+            raise
+        except SQLAlchemyError as exc:
+            raise StorageError(f"the database failed a read: {type(exc).__name__}") from exc
+
+    # -- writes ----------------------------------------------------------------------
+    def write(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn`` in a transaction, batched with concurrent writes; return once committed."""
+        self._ensure_writer()
+        future: Future[T] = Future()
+        self._queue.put(_Job(fn, future))
+        return future.result()
+
+    def _ensure_writer(self) -> None:
+        if self._thread is not None:
+            return
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run_writer, name="warrantor-writer", daemon=True
+                )
+                self._thread.start()
+
+    def _run_writer(self) -> None:
+        conn: Connection | None = None
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                break
+            batch = [first]
+            while len(batch) < self._max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    self._queue.put(_STOP)
+                    break
+                batch.append(nxt)
+            conn = self._commit_batch(conn, batch)
+        if conn is not None:
+            conn.close()
+
+    def _commit_batch(self, conn: Connection | None, batch: list[_Job]) -> Connection | None:
+        for attempt in range(4):
+            try:
+                if conn is None:
+                    conn = self.writer_engine.connect()
+                results = self._run_batch(conn, batch)
+            except DBAPIError as exc:
+                conn = self._discard(conn)
+                if _sqlstate(exc) in _RETRYABLE_SQLSTATES and attempt < 3:
+                    time.sleep(0.005 * (attempt + 1))
+                    continue
+                self._fail(batch, exc)
+                return conn
+            except Exception as exc:  # the commit itself failed: nothing was written
+                conn = self._discard(conn)
+                self._fail(batch, exc)
+                return conn
+            self.batches += 1
+            self.jobs += len(batch)
+            for job, (ok, value) in zip(batch, results, strict=True):
+                if ok:
+                    job.future.set_result(value)
+                else:
+                    job.future.set_exception(value)
+            return conn
+        return conn
+
+    def _run_batch(self, conn: Connection, batch: list[_Job]) -> list[tuple[bool, Any]]:
+        results: list[tuple[bool, Any]] = []
+        with conn.begin():
+            for job in batch:
+                savepoint = conn.begin_nested()
+                try:
+                    value = job.fn(conn)
+                except DBAPIError as exc:
+                    savepoint.rollback()
+                    if _sqlstate(exc) in _RETRYABLE_SQLSTATES:
+                        raise
+                    results.append((False, _wrap(exc)))
+                except Exception as exc:
+                    savepoint.rollback()
+                    results.append((False, exc))
+                else:
+                    savepoint.commit()
+                    results.append((True, value))
+        return results
+
+    @staticmethod
+    def _discard(conn: Connection | None) -> None:
+        if conn is not None:
+            try:
+                conn.invalidate()
+                conn.close()
+            except Exception:  # the connection is already broken; nothing more to do
+                log.debug("closing a broken writer connection failed", exc_info=True)
+
+    @staticmethod
+    def _fail(batch: list[_Job], exc: BaseException) -> None:
+        log.error("write batch of %d failed: %s", len(batch), exc)
+        err = _wrap(exc)
+        for job in batch:
+            job.future.set_exception(err)
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join(timeout=10)
+            self._thread = None
+        self.writer_engine.dispose()
+        self.reader_engine.dispose()
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    return getattr(exc.orig, "sqlstate", None)
+
+
+class UniqueViolationError(ConflictError):
+    """A unique constraint refused a write: another request got there first."""
+
+    code = "CONFLICT"
+
+
+def _wrap(exc: BaseException) -> BaseException:
+    if isinstance(exc, WarrantorError):
+        return exc
+    if isinstance(exc, IntegrityError):
+        conflict = UniqueViolationError("a concurrent request already wrote this record")
+        conflict.__cause__ = exc
+        return conflict
+    err = StorageError(f"the database failed a write: {type(exc).__name__}")
+    err.__cause__ = exc
+    return err
