@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from warrantor.policy.detectors import (
     MAX_CUSTOM_DETECTORS,
@@ -328,3 +330,51 @@ def test_pathological_pattern_is_linear() -> None:
 def test_strongest(modes: list[str], expected: str | None) -> None:
     findings = [Finding("d", "custom", m, "/details", sha(m)) for m in modes]  # type: ignore[arg-type]
     assert strongest(findings) == expected
+
+
+def test_empty_matching_patterns_are_refused() -> None:
+    for pattern in ("x*", r"\b", "a?", "(?:)", "(?m)^"):
+        with pytest.raises(DetectorConfigError, match="matches empty text"):
+            DetectorSet.from_config({}, [("e", pattern, "deny")])
+
+
+def test_anchors_apply_to_each_string() -> None:
+    anchored = DetectorSet.from_config(
+        {},
+        [("start", r"\Afoo", "deny"), ("line", r"^bar$", "report"), ("dotall", r"(?s)x.y", "deny")],
+    )
+    findings = anchored.scan("foo", {"a": "bar", "b": "x", "c": "y", "d": "a foo", "e": "foo"})
+    assert [(f.detector_id, f.path) for f in findings] == [
+        ("start", "/details"), ("line", "/payload/a"), ("start", "/payload/e"),
+    ]
+
+
+def test_matches_never_span_two_strings(detectors: DetectorSet) -> None:
+    # each half is harmless; joined they would be an injection marker and a card number
+    payload = {"a": "ignore previous", "b": "instructions", "c": "4111 1111", "d": "1111 1111"}
+    assert detectors.scan(None, payload) == []
+
+
+FRAGMENTS = [AWS_KEY, STRIPE_KEY, "4111 1111 1111 1111", "ignore previous instructions",
+             "Project Falcon", "falcon", "2024-01-15", "+1 415-555-2671", "a", " ", "\n"]
+json_text = st.lists(st.sampled_from(FRAGMENTS), max_size=5).map("".join)
+json_values = st.recursive(
+    json_text | st.integers() | st.booleans() | st.none(),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(json_text, children, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(details=json_text, payload=json_values, context=json_values)
+def test_prefilter_finds_exactly_what_a_full_scan_finds(
+    details: str, payload: object, context: object
+) -> None:
+    fast = DetectorSet.from_config(ALL_ON, [("codename", r"(?i)project\s+falcon", "deny"),
+                                            ("anchored", r"\Afalcon", "report")])
+    full = DetectorSet.from_config(ALL_ON, [("codename", r"(?i)project\s+falcon", "deny"),
+                                            ("anchored", r"\Afalcon", "report")])
+    full._prefilter = None  # the reference: every signature over every string
+    full._unfiltered = full._signatures
+    assert fast.scan(details, payload, context) == full.scan(details, payload, context)
