@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -314,7 +314,8 @@ class DetectorSet:
         collector = _Collector()
         for index, (path, data) in enumerate(pieces):
             signatures = self._signatures if index in touched else self._unfiltered
-            self._scan_text(path, data, signatures, collector)
+            if signatures:
+                self._scan_text(path, data, signatures, collector)
         if cut_at is not None:
             collector.add(Finding(OVERSIZE, OVERSIZE, "deny", cut_at, _EMPTY_SHA256, OVERSIZE))
         return collector.findings
@@ -372,17 +373,56 @@ def _build_prefilter(signatures: Iterable[_Signature]) -> Any:
 def _collect(
     details: str | None, payload: Any, context: Any
 ) -> tuple[list[tuple[str, bytes]], str | None]:
-    """(pointer, text) pieces up to ``MAX_SCAN_BYTES``, and the pointer where text was cut."""
+    """(pointer, UTF-8 text) for every string, key and integer, depth first, keys sorted,
+    up to ``MAX_SCAN_BYTES`` of text; and the pointer where text was cut, if it was."""
     pieces: list[tuple[str, bytes]] = []
     budget = MAX_SCAN_BYTES
-    for root, value in (("/details", details), ("/payload", payload), ("/context", context)):
-        for path, data in _walk(root, value):
-            chunk = data[:budget]
-            pieces.append((path, chunk))
-            budget -= len(chunk)
-            if len(chunk) < len(data):
-                return pieces, path
+    stack: list[tuple[str, Any]] = [("/context", context), ("/payload", payload)]
+    stack.append(("/details", details))
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, Mapping):
+            children = []
+            for key in _sorted_keys(node):
+                text = str(key)
+                child = f"{path}/{_pointer_token(text)}"
+                key_text = _encode(text)
+                if len(key_text) > budget:
+                    pieces.append((child, key_text[:budget]))
+                    return pieces, child
+                budget -= len(key_text)
+                pieces.append((child, key_text))
+                children.append((child, node[key]))
+            stack.extend(reversed(children))
+            continue
+        if isinstance(node, list | tuple):
+            stack.extend(reversed([(f"{path}/{i}", item) for i, item in enumerate(node)]))
+            continue
+        data = _scalar_text(node)
+        if data is None:
+            continue
+        if len(data) > budget:
+            pieces.append((path, data[:budget]))
+            return pieces, path
+        budget -= len(data)
+        pieces.append((path, data))
     return pieces, None
+
+
+def _sorted_keys(node: Mapping[Any, Any]) -> list[Any]:
+    try:
+        return sorted(node)
+    except TypeError:  # mixed key types (not JSON, but a Mapping may hold them)
+        return sorted(node, key=str)
+
+
+def _scalar_text(node: Any) -> bytes | None:
+    """The text of a string or integer (a card number may be sent as a number), else None."""
+    if isinstance(node, str):
+        return _encode(node)
+    if isinstance(node, int) and not isinstance(node, bool):
+        return str(node).encode("ascii")
+    return None
 
 
 class _Collector:
@@ -405,34 +445,14 @@ class _Collector:
 
 
 def _pointer_token(key: str) -> str:
+    if "~" not in key and "/" not in key:
+        return key
     return key.replace("~", "~0").replace("/", "~1")
 
 
 def _encode(text: str) -> bytes:
     # surrogatepass: JSON may carry lone surrogates ("\ud800"); they must not crash a scan.
     return text.encode("utf-8", "surrogatepass")
-
-
-def _walk(root: str, value: Any) -> Iterator[tuple[str, bytes]]:
-    """(pointer, UTF-8 text) for every string, key and integer, depth first, keys sorted."""
-    stack: list[tuple[str, Any]] = [(root, value)]
-    while stack:
-        path, node = stack.pop()
-        if isinstance(node, str):
-            yield path, _encode(node)
-        elif isinstance(node, bool) or node is None or isinstance(node, float):
-            continue
-        elif isinstance(node, int):
-            yield path, str(node).encode("ascii")
-        elif isinstance(node, Mapping):
-            children = []
-            for key in sorted(node, key=str):
-                child = f"{path}/{_pointer_token(str(key))}"
-                yield child, _encode(str(key))
-                children.append((child, node[key]))
-            stack.extend(reversed(children))
-        elif isinstance(node, list | tuple):
-            stack.extend(reversed([(f"{path}/{i}", item) for i, item in enumerate(node)]))
 
 
 def _is_word_byte(data: bytes, index: int) -> bool:

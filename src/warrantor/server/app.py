@@ -19,7 +19,7 @@ from warrantor import __version__
 from warrantor.server import problems
 from warrantor.server.metrics import Metrics
 from warrantor.server.middleware import RequestContext
-from warrantor.server.routes import actions, approvals, policies, public, tenants
+from warrantor.server import routes
 from warrantor.server.settings import Settings
 from warrantor.service.context import Limits
 from warrantor.service.notify import Mailer, NullMailer, SmtpMailer
@@ -91,7 +91,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     app.state.settings = settings
     app.state.metrics = metrics
     problems.install(app)
-    for module in (tenants, policies, actions, approvals, public):
-        app.include_router(module.router)
+    for router in routes.all_routers():
+        app.include_router(router)
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes, metrics=metrics)
     return app

@@ -26,7 +26,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from warrantor.domain.clock import isoformat, random_token
 from warrantor.domain.lifecycle import Status
@@ -61,6 +61,60 @@ class Outcome:
     body: dict[str, Any]
 
 
+class GuardStop(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised by a write guard (budgets, rate limits) inside the write transaction.
+
+    The transaction's savepoint rolls back; the authorizer then records the action with
+    ``effect`` at ``stage`` (a halt receipt for deny) in a second write.
+    """
+
+    def __init__(self, stage: str, effect: Effect, reason: str, *, code: str | None = None,
+                 details: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(reason)
+        self.stage, self.effect, self.reason = stage, effect, reason
+        self.code = code or reason
+        self.details = details or {}
+        self.headers = headers or {}
+
+
+class FactProvider(Protocol):
+    """Reads what a stage needs (agent registry, grants) in the read phase."""
+
+    name: str
+
+    def read(self, repo: Repo, tenant_id: str, intent: Intent) -> Any: ...
+
+
+class Stage(Protocol):
+    """One evaluation stage: may raise the draft's effect; returns a short outcome word."""
+
+    name: str
+
+    def run(self, draft: Draft, intent: Intent, facts: Facts) -> str: ...
+
+
+class WriteGuard(Protocol):
+    """Runs inside the write transaction before the action is inserted (budgets, rate
+    limits, confirmations). Raises ``GuardStop`` to change the outcome."""
+
+    name: str
+
+    def reserve(self, repo: Repo, principal: Principal, action_id: str, intent: Intent,
+                draft: Draft, now: datetime) -> None: ...
+
+
+@dataclass
+class Facts:
+    tenant_id: str
+    parent: dict[str, Any] | None
+    policies: dict[str, ActivePolicy]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def enforce(self) -> ActivePolicy | None:
+        return self.policies.get("enforce")
+
+
 @dataclass
 class Draft:
     """The decision as the stages build it."""
@@ -78,6 +132,10 @@ class Draft:
     approvers: list[str] = field(default_factory=list)
     quorum: int = 1
     approval_ttl_seconds: int | None = None
+    confirmation: dict[str, Any] | None = None
+    halt: dict[str, Any] | None = None
+    deny_code: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
 
     def hold(self, stage: str, effect: Effect, reason: str) -> None:
         """Raise the effect if ``effect`` is stronger; the first stage to set it is kept."""
@@ -100,6 +158,7 @@ class Draft:
             "findings": self.findings,
             "stages": self.stages,
             "shadow": self.shadow,
+            "halt": self.halt,
         }
 
 
@@ -109,14 +168,30 @@ class _Prepared:
     intent: Intent
     idempotency_key: str | None
     request_hash: str
-    parent: dict[str, Any] | None
-    policies: dict[str, ActivePolicy]
+    facts: Facts
+
+    @property
+    def parent(self) -> dict[str, Any] | None:
+        return self.facts.parent
 
 
 class Authorizer:
+    """The pipeline. Extensions plug in at three points, in DESIGN.md's stage order:
+
+    - ``providers`` read facts in the read phase (agent registry, grants);
+    - ``early_stages`` run before detectors (identify), ``late_stages`` after the policy
+      (grant);
+    - ``guards`` run inside the write transaction (run budget, cumulative budget and rate
+      limit, confirmation nonces).
+    """
+
     def __init__(self, deps: Deps, policies: Policies) -> None:
         self._d = deps
         self._policies = policies
+        self.providers: list[FactProvider] = []
+        self.early_stages: list[Stage] = []
+        self.late_stages: list[Stage] = []
+        self.guards: list[WriteGuard] = []
 
     def authorize(self, principal: Principal, intent: Intent, idempotency_key: str | None) -> Outcome:
         tenant_id = require_role(principal, Role.AGENT, Role.ADMIN)
@@ -126,11 +201,21 @@ class Authorizer:
         if replay is not None:
             return replay
         assert prepared is not None
-        draft = self.evaluate(prepared.intent, prepared.policies)
+        draft = self.evaluate(prepared.intent, prepared.facts)
         if not intent.instruction_hash:
             draft.warnings.append("instruction_hash is missing: prompt changes cannot be detected")
         try:
-            return self._seal_and_write(principal, prepared, draft)
+            try:
+                return self._seal_and_write(principal, prepared, draft, guarded=True)
+            except GuardStop as stop:
+                draft.hold(stop.stage, stop.effect, stop.reason)
+                draft.stage, draft.reason = stop.stage, stop.reason
+                draft.effect = stop.effect
+                draft.halt = stop.details or None
+                draft.deny_code = stop.code
+                draft.headers = stop.headers
+                draft.stages.append({"name": stop.stage, "outcome": stop.effect.value, "duration_us": 0})
+                return self._seal_and_write(principal, prepared, draft, guarded=False)
         except UniqueViolationError:
             if idempotency_key is None:
                 raise
@@ -147,7 +232,11 @@ class Authorizer:
         else:
             with self._d.store.read() as repo:
                 policies = self._policies.active(repo, tenant_id)
-        draft = self.evaluate(intent, policies)
+        with self._d.store.read() as repo:
+            facts = Facts(tenant_id, None, policies)
+            for provider in self.providers:
+                facts.extra[provider.name] = provider.read(repo, tenant_id, intent)
+        draft = self.evaluate(intent, facts)
         would_be = {
             Effect.ALLOW: Status.AUTHORIZED,
             Effect.DENY: Status.DENIED,
@@ -174,35 +263,42 @@ class Authorizer:
                 existing = repo.action_by_idempotency_key(tenant_id, key)
                 if existing is not None:
                     return _replay(existing, request_hash), None
-            parent = _parent_ref(repo, tenant_id, intent.parent_action_id)
-            policies = self._policies.active(repo, tenant_id)
-        return None, _Prepared(tenant_id, intent, key, request_hash, parent, policies)
+            facts = Facts(
+                tenant_id,
+                _parent_ref(repo, tenant_id, intent.parent_action_id),
+                self._policies.active(repo, tenant_id),
+            )
+            for provider in self.providers:
+                facts.extra[provider.name] = provider.read(repo, tenant_id, intent)
+        return None, _Prepared(tenant_id, intent, key, request_hash, facts)
 
     # -- the evaluation stages (pure: nothing is written) -------------------------------
-    def evaluate(self, intent: Intent, policies: dict[str, ActivePolicy]) -> Draft:
+    def evaluate(self, intent: Intent, facts: Facts) -> Draft:
         draft = Draft()
-        enforce = policies.get("enforce")
-        for name, stage in (
-            ("detectors", self._stage_detectors),
-            ("endpoint", self._stage_endpoint),
-            ("policy", self._stage_policy),
-        ):
+        builtin = [
+            _Bound("detectors", self._stage_detectors),
+            _Bound("endpoint", self._stage_endpoint),
+            _Bound("policy", self._stage_policy),
+        ]
+        for stage in [*self.early_stages, *builtin, *self.late_stages]:
             started = time.perf_counter_ns()
-            outcome = stage(draft, intent, enforce)
+            outcome = stage.run(draft, intent, facts)
             draft.stages.append(
-                {"name": name, "outcome": outcome, "duration_us": (time.perf_counter_ns() - started) // 1000}
+                {"name": stage.name, "outcome": outcome,
+                 "duration_us": (time.perf_counter_ns() - started) // 1000}
             )
             if draft.stopped:
                 break
-        if "shadow" in policies:
-            draft.shadow = self._shadow(intent, policies["shadow"])
+        if "shadow" in facts.policies:
+            draft.shadow = self._shadow(intent, facts.policies["shadow"])
         if intent.require_approval:
             draft.hold("request", Effect.REQUIRE_APPROVAL, "REQUESTED_BY_CALLER")
         if intent.approvers:
             draft.approvers = list(intent.approvers)
         return draft
 
-    def _stage_detectors(self, draft: Draft, intent: Intent, enforce: ActivePolicy | None) -> str:
+    def _stage_detectors(self, draft: Draft, intent: Intent, facts: Facts) -> str:
+        enforce = facts.enforce
         if enforce is None or not enforce.compiled.detectors.enabled:
             return "skipped"
         findings = enforce.compiled.detectors.scan(intent.details, intent.payload or {}, intent.context or {})
@@ -214,7 +310,8 @@ class Authorizer:
             draft.hold("detectors", Effect.REQUIRE_APPROVAL, "CONTENT_SIGNATURE_MATCH")
         return mode or "pass"
 
-    def _stage_endpoint(self, draft: Draft, intent: Intent, enforce: ActivePolicy | None) -> str:
+    def _stage_endpoint(self, draft: Draft, intent: Intent, facts: Facts) -> str:
+        enforce = facts.enforce
         if enforce is None or intent.endpoint_url is None:
             return "skipped"
         verdict = enforce.compiled.endpoints.check(intent.action_type, intent.endpoint_url)
@@ -231,7 +328,8 @@ class Authorizer:
                 return "deny"
         return "pass"
 
-    def _stage_policy(self, draft: Draft, intent: Intent, enforce: ActivePolicy | None) -> str:
+    def _stage_policy(self, draft: Draft, intent: Intent, facts: Facts) -> str:
+        enforce = facts.enforce
         if enforce is None:
             draft.hold("policy", Effect.DENY, "NO_ACTIVE_POLICY")
             draft.rules.append(
@@ -291,7 +389,7 @@ class Authorizer:
         }
 
     # -- seal and write ------------------------------------------------------------------
-    def _seal_and_write(self, principal: Principal, p: _Prepared, draft: Draft) -> Outcome:
+    def _seal_and_write(self, principal: Principal, p: _Prepared, draft: Draft, *, guarded: bool) -> Outcome:
         now = self._d.clock.now()
         action_id = self._d.ids.new("act")
         intent_doc = p.intent.canonical()
@@ -339,6 +437,9 @@ class Authorizer:
         def job(repo: Repo) -> None:
             if p.idempotency_key and repo.action_by_idempotency_key(p.tenant_id, p.idempotency_key):
                 raise UniqueViolationError("idempotency key already used")
+            if guarded:
+                for guard in self.guards:
+                    guard.reserve(repo, principal, action_id, p.intent, draft, now)
             repo.insert_action(action)
             if request is not None:
                 repo.insert_approval_request(request)
@@ -367,6 +468,8 @@ class Authorizer:
 
     @staticmethod
     def _deny_code(draft: Draft) -> str:
+        if draft.deny_code:
+            return draft.deny_code
         if draft.stage == "policy":
             return "POLICY_DENIED"
         return draft.reason or _DENY_CODES.get(draft.stage, "POLICY_DENIED")
@@ -412,6 +515,7 @@ class Authorizer:
                 "reason": draft.reason,
                 "rules": draft.rules,
                 "findings": draft.findings,
+                **({"halt": draft.halt} if draft.halt else {}),
             },
         }
 
@@ -428,6 +532,18 @@ class Authorizer:
                 f"Review and decide: {base}/approve/{code.code}\n"
                 f"Approval code: {code.code} (single use, expires {isoformat(code.expires_at)})\n",
             )
+
+
+@dataclass(frozen=True)
+class _Bound:
+    """A built-in stage: a bound method with a name."""
+
+    name: str
+    fn: Any
+
+    def run(self, draft: Draft, intent: Intent, facts: Facts) -> str:
+        result: str = self.fn(draft, intent, facts)
+        return result
 
 
 def new_approval_code() -> str:

@@ -88,6 +88,12 @@ def apply(
         raise ConflictError(
             f"action {action.id} changed state concurrently", code="INVALID_ACTION_STATE"
         )
+    for hook in deps.transition_hooks:
+        hook(repo, action, target, execution, now)
+    deps.events.emit(repo, action.tenant_id, f"action.{_event_name(target)}", {
+        "action_id": action.id, "status": target.value, "action_type": action.action_type,
+        "agent_id": action.agent_id, "reason_code": reason_code,
+    })
     sealed = [s for s in (sealed_warrant, sealed_receipt) if s is not None]
     receipt_index = None
     if sealed:
@@ -95,3 +101,10 @@ def apply(
         if sealed_receipt is not None:
             receipt_index = first + len(sealed) - 1
     return Applied(action.id, target, sealed_receipt, sealed_warrant, receipt_index)
+
+
+def _event_name(status: Status) -> str:
+    """Webhook event names: ``action.approved``, ``action.denied`` (any denial), ..."""
+    if status in (Status.DENIED, Status.DENIED_BY_HUMAN, Status.DENIED_BY_USER):
+        return "denied"
+    return status.value
