@@ -25,6 +25,15 @@ What it does:
   matched text itself is never kept, logged or put in an exception.
 - ``strongest(findings)`` folds findings into one mode: deny > require_approval > report.
 
+How a scan runs: the strings are joined with newlines and searched once with the RE2 union
+of all signatures (multi-line, so ``^`` and ``$`` also fit each string); only the strings a
+union match touches are then searched signature by signature, and only those results count,
+so no match ever spans two strings. Custom patterns that use ``\\A``, ``\\z`` or turn
+multi-line off skip the union and run on every string. Patterns that can match empty text
+are refused (they would flag everything and iterate once per byte). Measured on this
+machine (bench/results/detectors.json): about 33 us for a clean 1 KB action and 1.5 ms for
+a clean 64 KB one, every built-in on.
+
 Size cap (fail closed): at most ``MAX_SCAN_BYTES`` (1 MiB) of UTF-8 text is scanned per
 action. Text beyond the cap is not scanned; instead the scan adds one finding with
 ``detector_id`` and ``kind`` ``"oversize"`` and mode ``deny`` at the pointer where scanning
