@@ -87,8 +87,35 @@ class Approvals:
                 raise GoneError("the approval code was already used", code="CODE_EXPIRED")
             return self._record(repo, action, found.approver, decision, reason, "code", now)
 
-        result, applied = self._d.store.write(job)
+        result, _ = self._d.store.write(job)
         self._d.notifier.notify(result.action_id)
+        return result
+
+    def decide_by_user(
+        self, tenant_id: str, action_id: str, approver: str, decision: str, reason: str | None,
+        *, via: str = "console",
+    ) -> DecisionResult:
+        """A logged-in human's decision. The caller has checked that ``approver`` (the
+        user's identity) is eligible for this action; quorum counts distinct approvers."""
+        if decision not in DECISIONS:
+            raise ValidationError(
+                f"expected decision 'approve' or 'deny', got {decision!r}", code="INVALID_DECISION"
+            )
+        now = self._d.clock.now()
+
+        def job(repo: Repo) -> tuple[DecisionResult, Applied | None]:
+            action = repo.get_action(tenant_id, action_id, for_update=True)
+            if action is None:
+                raise NotFoundError(f"no action {action_id!r}", code="NOT_FOUND")
+            if action.status is not Status.PENDING_APPROVAL:
+                raise ConflictError(
+                    f"expected a pending action, got one that is {action.status.value}",
+                    code="ALREADY_RESOLVED",
+                )
+            return self._record(repo, action, approver, decision, reason, via, now)
+
+        result, _ = self._d.store.write(job)
+        self._d.notifier.notify(action_id)
         return result
 
     def _record(

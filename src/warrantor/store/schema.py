@@ -24,7 +24,7 @@ metadata = sa.MetaData(
 TS = sa.DateTime(timezone=True)
 
 
-def _tenant() -> sa.Column[str]:
+def tenant_column() -> sa.Column[str]:
     return sa.Column("tenant_id", sa.String(64), sa.ForeignKey("tenants.id"), nullable=False)
 
 
@@ -47,7 +47,7 @@ api_keys = sa.Table(
     "api_keys",
     metadata,
     sa.Column("id", sa.String(64), primary_key=True),
-    _tenant(),
+    tenant_column(),
     sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("prefix", sa.String(16), nullable=False),
     sa.Column("role", sa.String(16), nullable=False),
@@ -59,7 +59,7 @@ api_keys = sa.Table(
 policy_bundles = sa.Table(
     "policy_bundles",
     metadata,
-    _tenant(),
+    tenant_column(),
     sa.Column("hash", sa.String(64), nullable=False),
     sa.Column("bundle_json", sa.Text, nullable=False),
     sa.Column("created_at", TS, nullable=False),
@@ -70,7 +70,7 @@ policy_bundles = sa.Table(
 active_policies = sa.Table(
     "active_policies",
     metadata,
-    _tenant(),
+    tenant_column(),
     sa.Column("mode", sa.String(16), nullable=False),
     sa.Column("bundle_hash", sa.String(64), nullable=False),
     sa.Column("activated_at", TS, nullable=False),
@@ -82,7 +82,7 @@ actions = sa.Table(
     "actions",
     metadata,
     sa.Column("id", sa.String(64), primary_key=True),
-    _tenant(),
+    tenant_column(),
     sa.Column("status", sa.String(32), nullable=False),
     sa.Column("action_type", sa.String(200), nullable=False),
     sa.Column("agent_id", sa.String(200)),
@@ -113,7 +113,7 @@ approval_requests = sa.Table(
     "approval_requests",
     metadata,
     sa.Column("action_id", sa.String(64), sa.ForeignKey("actions.id"), primary_key=True),
-    _tenant(),
+    tenant_column(),
     sa.Column("approvers_json", sa.Text, nullable=False),
     sa.Column("quorum", sa.Integer, nullable=False),
     sa.Column("expires_at", TS, nullable=False),
@@ -124,7 +124,7 @@ approval_codes = sa.Table(
     "approval_codes",
     metadata,
     sa.Column("code", sa.String(64), primary_key=True),
-    _tenant(),
+    tenant_column(),
     sa.Column("action_id", sa.String(64), sa.ForeignKey("actions.id"), nullable=False),
     sa.Column("approver", sa.String(320), nullable=False),
     sa.Column("expires_at", TS, nullable=False),
@@ -136,7 +136,7 @@ approvals = sa.Table(
     "approvals",
     metadata,
     sa.Column("id", sa.String(64), primary_key=True),
-    _tenant(),
+    tenant_column(),
     sa.Column("action_id", sa.String(64), sa.ForeignKey("actions.id"), nullable=False),
     sa.Column("approver", sa.String(320), nullable=False),
     sa.Column("decision", sa.String(16), nullable=False),
@@ -151,7 +151,7 @@ evidence = sa.Table(
     "evidence",
     metadata,
     sa.Column("id", sa.String(64), primary_key=True),
-    _tenant(),
+    tenant_column(),
     sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("action_id", sa.String(64)),
     sa.Column("envelope_json", sa.Text, nullable=False),
@@ -199,3 +199,7 @@ signing_keys = sa.Table(
     sa.Column("not_before", TS, nullable=False),
     sa.Column("not_after", TS),
 )
+
+
+# Areas with tables of their own; imported last so they can use ``metadata`` above.
+from warrantor.store import schema_grants, schema_guard, schema_humans  # noqa: E402, F401

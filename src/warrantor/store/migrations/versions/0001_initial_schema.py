@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 06:51:59.220304
+Create Date: 2026-11-22 06:56:51.289745
 """
 
 from __future__ import annotations

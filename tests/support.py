@@ -1,0 +1,123 @@
+"""Shared test support: a real app on a real store, with a tenant, keys and a policy.
+
+``Env`` wraps a ``TestClient`` (the real ASGI app, no network) and the credentials a
+test needs; ``pg_database`` creates and drops a PostgreSQL database of its own.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from warrantor.cli.bootstrap import create_demo, prepare
+from warrantor.server.app import create_app, open_services
+from warrantor.server.settings import Settings
+from warrantor.service.services import Services
+
+OPERATOR_KEY = "wrt_testoperatortestoperatortestop"
+PG_ADMIN_URL = os.environ.get("WARRANTOR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+WIRE = {"amount_minor": 1000, "currency": "EUR", "beneficiary": "ACME GmbH"}
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@dataclass
+class Env:
+    client: TestClient
+    services: Services
+    settings: Settings
+    tenant_id: str
+    keys: dict[str, str]
+    bundle_hash: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def h(self, role: str) -> dict[str, str]:
+        return bearer(self.keys[role])
+
+    @property
+    def operator(self) -> dict[str, str]:
+        return bearer(OPERATOR_KEY)
+
+    def authorize(self, *, role: str = "agent", headers: dict[str, str] | None = None, **body: Any) -> Any:
+        body.setdefault("action_type", "wire_transfer")
+        body.setdefault("details", "Pay invoice 42")
+        body.setdefault("payload", dict(WIRE))
+        body.setdefault("instruction_hash", "sha256:" + "ab" * 32)
+        return self.client.post("/v1/actions", json=body, headers={**self.h(role), **(headers or {})})
+
+    def approval_codes(self, action_id: str) -> list[str]:
+        r = self.client.get(f"/v1/actions/{action_id}/approval", headers=self.h("admin"))
+        assert r.status_code == 200, r.text
+        return [c["code"] for c in r.json()["codes"]]
+
+    def new_tenant(self) -> dict[str, str]:
+        """A second tenant with the demo policy, for isolation tests."""
+        demo = create_demo(self.services)
+        return {k.removesuffix("_key"): v for k, v in demo.items() if k.endswith("_key")}
+
+
+def _admin_connect(url: str) -> Any:
+    import psycopg
+
+    return psycopg.connect(url, autocommit=True, connect_timeout=3)
+
+
+@contextmanager
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test run; dropped afterwards."""
+    try:
+        admin = _admin_connect(PG_ADMIN_URL)
+    except Exception as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is unreachable in CI: {exc}")
+        pytest.skip(
+            f"PostgreSQL not reachable at {PG_ADMIN_URL} ({exc}); start it or set "
+            "WARRANTOR_TEST_POSTGRES_URL to run the PostgreSQL tests"
+        )
+    name = f"warrantor_test_{uuid.uuid4().hex[:12]}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with _admin_connect(PG_ADMIN_URL) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def make_settings(data_dir: Path, database_url: str | None = None, **overrides: Any) -> Settings:
+    return Settings(
+        data_dir=data_dir, database_url=database_url, operator_key=OPERATOR_KEY,
+        sweep_interval_seconds=3600, **overrides,
+    )
+
+
+@contextmanager
+def make_env(data_dir: Path, database_url: str | None = None, *, services_kwargs: dict[str, Any] | None = None,
+             **overrides: Any) -> Iterator[Env]:
+    settings = make_settings(data_dir, database_url, **overrides)
+    services = open_services(settings, **(services_kwargs or {}))
+    services.tenancy.bootstrap_operator(OPERATOR_KEY)
+    demo = create_demo(services)
+    app = create_app(settings, services=services)
+    keys = {k.removesuffix("_key"): v for k, v in demo.items() if k.endswith("_key")}
+    try:
+        with TestClient(app) as client:
+            yield Env(client, services, settings, demo["tenant_id"], keys, demo["bundle_hash"])
+    finally:
+        services.store.close()
+
+
+__all__ = ["WIRE", "Env", "bearer", "make_env", "make_settings", "pg_database", "prepare", "io"]
