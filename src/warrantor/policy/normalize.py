@@ -12,8 +12,9 @@ DESIGN.md section 3. Every action becomes
 Facts Cedar cannot compute are computed here:
 
 - ``endpoint_host``: the host of ``endpoint_url`` (an absolute http or https URL), lower
-  case, IDNA (punycode, Python's ``idna`` codec, IDNA 2003), no trailing dot, without
-  userinfo or port. An invalid URL raises ``ValueError``.
+  case, IDNA (UTS 46 A-labels), no trailing dot, without userinfo or port, parsed by
+  ``policy.endpoints.parse_endpoint`` exactly as the endpoint allowlist parses it. An
+  invalid URL raises ``ValueError``.
 
 Payload values are converted to Cedar values, or rejected with ``ValueError``:
 
@@ -36,7 +37,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+
+from warrantor.policy.endpoints import EndpointError, parse_endpoint
 
 MAX_PAYLOAD_DEPTH = 16
 MAX_SAFE_INT = 2**53 - 1
@@ -51,7 +53,6 @@ CONTEXT_KEYS = (
     "model_version",
 )
 _ESCAPE_KEYS = frozenset({"__entity", "__extn", "__expr"})
-_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-._:")
 
 
 @dataclass(frozen=True)
@@ -89,29 +90,16 @@ class PolicyInput:
 
 
 def endpoint_host(url: str) -> str:
-    """The normalized host of an absolute http(s) URL; ``ValueError`` if there is none."""
-    if not isinstance(url, str) or any(c.isspace() or ord(c) < 32 for c in url):
-        raise ValueError(f"expected an absolute http or https URL, got {url!r}")
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"expected an absolute http or https URL, got {url!r}")
+    """The normalized host of an absolute http(s) URL; ``ValueError`` if there is none.
+
+    The same parser as the endpoint allowlist (``policy.endpoints.parse_endpoint``), so a
+    Cedar rule on ``context.endpoint_host`` and the allowlist always see the same host
+    (userinfo, ports, IDNs, trailing dots and look-alike suffixes included).
+    """
     try:
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-        host = parts.hostname or ""
-    except ValueError as exc:
-        raise ValueError(f"invalid URL {url!r}: {exc}") from exc
-    host = host.rstrip(".")
-    if not host:
-        raise ValueError(f"expected a host in URL {url!r}")
-    if ":" in host:  # an IPv6 literal; urlsplit already removed the brackets
-        return host
-    try:
-        host = host.encode("idna").decode("ascii").lower()
-    except UnicodeError as exc:
-        raise ValueError(f"invalid host name in URL {url!r}: {exc}") from exc
-    if not set(host) <= _HOST_CHARS or ".." in host:
-        raise ValueError(f"invalid host name in URL {url!r}")
-    return host
+        return parse_endpoint(url).host
+    except EndpointError as exc:
+        raise ValueError(f"invalid endpoint URL {url!r}: {exc}") from exc
 
 
 def to_cedar_value(value: Any, path: str = "payload", depth: int = 0) -> Any:
