@@ -35,4 +35,4 @@ def test_authorize_approve_notarize_and_deny(store_env: Env) -> None:
     assert r.headers["content-type"].startswith("application/problem+json")
     assert problem["code"] == "POLICY_DENIED"
     assert problem["details"]["receipt_id"].startswith("rcpt_")
-    assert [rule["id"] for rule in problem["details"]["rules"]][0] == "wire-cap-1m"
+    assert problem["details"]["rules"][0]["id"] == "wire-cap-1m"

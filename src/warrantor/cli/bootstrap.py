@@ -26,7 +26,8 @@ def prepare(settings: Settings, out: TextIO) -> Services:
     if settings.demo and not (settings.data_dir / "demo.json").exists():
         demo = create_demo(services)
         _write_secret(settings.data_dir / "demo.json", json.dumps(demo, indent=2) + "\n")
-        print(f"Demo tenant {demo['tenant_id']} with payments policy; keys in {settings.data_dir / 'demo.json'}", file=out)
+        where = settings.data_dir / "demo.json"
+        print(f"Demo tenant {demo['tenant_id']} with the payments policy; keys in {where}", file=out)
     return services
 
 

@@ -50,7 +50,7 @@ class RequestContext:
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
                     too_large = True
-                    raise _BodyTooLarge
+                    raise _BodyTooLargeError
             return message
 
         async def send_wrapper(message: Message) -> None:
@@ -63,7 +63,7 @@ class RequestContext:
 
         try:
             await self.app(scope, limited_receive, send_wrapper)
-        except _BodyTooLarge:
+        except _BodyTooLargeError:
             response = problem_response(
                 413, "PAYLOAD_TOO_LARGE", f"expected a body of at most {self.max_body_bytes} bytes", request_id,
             )
@@ -73,7 +73,7 @@ class RequestContext:
         del too_large
 
 
-class _BodyTooLarge(Exception):
+class _BodyTooLargeError(Exception):
     pass
 
 

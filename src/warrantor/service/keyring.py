@@ -75,7 +75,9 @@ class KeyRing:
         os.replace(tmp, self._dir / "active")
         return key
 
-    def _publish(self, key: SigningKey, not_before: datetime, not_after: datetime | None, *, only_if_missing: bool) -> None:
+    def _publish(
+        self, key: SigningKey, not_before: datetime, not_after: datetime | None, *, only_if_missing: bool
+    ) -> None:
         def job(repo: Repo) -> None:
             known = {k[0]: k for k in repo.signing_keys()}
             if only_if_missing and key.keyid in known:

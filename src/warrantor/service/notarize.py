@@ -124,7 +124,9 @@ class Notarizer:
         return match_execution(action, executed, start, end, now)
 
 
-def _execution_record(outcome: str, report: dict[str, Any], executed: dict[str, Any] | None, now: datetime) -> dict[str, Any]:
+def _execution_record(
+    outcome: str, report: dict[str, Any], executed: dict[str, Any] | None, now: datetime
+) -> dict[str, Any]:
     details = report.get("outcome_details")
     record: dict[str, Any] = {
         "outcome": outcome,

@@ -16,8 +16,8 @@ from datetime import datetime
 from typing import Any
 
 from warrantor.errors import NotFoundError, ValidationError
-from warrantor.policy.bundle import PolicyBundle, parse_bundle
-from warrantor.policy.detectors import DetectorSet
+from warrantor.policy.bundle import BundleInvalidError, PolicyBundle, parse_bundle
+from warrantor.policy.detectors import DetectorConfigError, DetectorSet
 from warrantor.policy.endpoints import EndpointAllowlist
 from warrantor.policy.engine import PolicyEngine
 from warrantor.service.context import Deps
@@ -66,11 +66,15 @@ class Policies:
 
     def upload(self, tenant_id: str, raw: dict[str, Any]) -> tuple[PolicyBundle, bool]:
         bundle = parse_bundle(raw)
+        try:
+            self._remember(bundle)  # compiles detectors and the allowlist: reject bad patterns now
+        except (DetectorConfigError, ValueError) as exc:
+            problems = getattr(exc, "problems", None) or [str(exc)]
+            raise BundleInvalidError([{"message": f"config.detectors: {p}"} for p in problems]) from exc
         now = self._d.clock.now()
         created = self._d.store.write(
             lambda repo: repo.insert_bundle(tenant_id, bundle.hash, bundle.to_dict(), now)
         )
-        self._remember(bundle)
         return bundle, created
 
     def activate(self, tenant_id: str, bundle_hash: str, mode: str) -> dict[str, Any]:

@@ -168,7 +168,9 @@ class Repo:
         ).all()
         return [(r[0], _req_utc(r[1])) for r in rows]
 
-    def activate_bundle(self, tenant_id: str, mode: str, bundle_hash: str, now: datetime, evidence_id: str | None) -> None:
+    def activate_bundle(
+        self, tenant_id: str, mode: str, bundle_hash: str, now: datetime, evidence_id: str | None
+    ) -> None:
         self.conn.execute(
             sa.delete(s.active_policies).where(
                 s.active_policies.c.tenant_id == tenant_id, s.active_policies.c.mode == mode
@@ -480,7 +482,9 @@ class Repo:
         return row._mapping if row else None
 
     # -- signing keys ----------------------------------------------------------------
-    def upsert_signing_key(self, keyid: str, public_key: bytes, not_before: datetime, not_after: datetime | None) -> None:
+    def upsert_signing_key(
+        self, keyid: str, public_key: bytes, not_before: datetime, not_after: datetime | None
+    ) -> None:
         n = self.conn.execute(
             sa.update(s.signing_keys).where(s.signing_keys.c.keyid == keyid).values(not_after=not_after)
         ).rowcount

@@ -1,0 +1,51 @@
+# Warrantor: the two commands a newcomer needs are `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+DATA_DIR ?= .warrantor
+
+.PHONY: run test install install-test lint typecheck bench clean browser
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[server,postgres]'
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
+	$(PIP) install --quiet -e '.[server,postgres,test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
+
+## Start the server on 127.0.0.1:8080 with SQLite, generated keys and the demo payments policy.
+run: install
+	$(VENV)/bin/warrantor serve --host 127.0.0.1 --port 8080 --data-dir $(DATA_DIR) --demo
+
+## Install test dependencies and run every test (PostgreSQL tests need 127.0.0.1:5432).
+test: install-test browser
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/lint-imports
+	$(PY) -m pytest -q -p no:cacheprovider
+
+## Debian's chromium for the console's browser tests (never a downloaded browser).
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = "0" ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium missing: browser tests will skip (install Debian's chromium)"; fi; \
+	fi
+
+lint: install-test
+	$(VENV)/bin/ruff check src tests
+
+typecheck: install-test
+	$(VENV)/bin/mypy src/warrantor
+
+bench: install-test
+	$(PY) bench/authorize.py
+
+clean:
+	rm -rf $(VENV) $(DATA_DIR) .pytest_cache .mypy_cache .ruff_cache
