@@ -1,0 +1,187 @@
+"""The API as data: one ``Call`` per endpoint, and the retry rule, shared by both clients.
+
+``Client`` and ``AsyncClient`` differ only in how they wait for I/O; what to send, how to
+read the answer and whether a failure may be retried is decided here, without I/O, so the
+two cannot drift apart.
+
+Retry rule: a request is retried (``retries`` times, exponential backoff with jitter, a
+``Retry-After`` header honoured up to ``MAX_DELAY``) on a transport error or a 502/503/504
+answer, and only when repeating it cannot do anything twice: every GET, and
+``POST /v1/actions``, which always carries an ``Idempotency-Key`` so the server replays the
+first answer. Notarize and approval decisions are never retried: a repeat after a lost
+answer would be refused (``INVALID_ACTION_STATE``, ``ALREADY_RESOLVED``), not duplicated,
+but the caller should see the first failure rather than that refusal.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypedDict, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from warrantor.client._errors import error_from_response
+from warrantor.client._models import (
+    ActionDetail,
+    ActionPage,
+    ApprovalResult,
+    Authorization,
+    NotarizeResult,
+)
+from warrantor.errors import WarrantorError
+
+T = TypeVar("T")
+
+RETRY_STATUSES = frozenset({502, 503, 504})
+BASE_DELAY = 0.2
+MAX_DELAY = 5.0
+MAX_WAIT = 60.0  # the server's ceiling for ``?wait=``
+
+
+class IntentFields(TypedDict, total=False):
+    """Optional fields of ``POST /v1/actions`` besides type, details, payload and key."""
+
+    agent_id: str
+    agent_version: str
+    model_id: str
+    model_version: str
+    instruction_hash: str
+    parent_action_id: str
+    endpoint_url: str
+    scope: str
+    resource: str
+    authorization_id: str
+    run_id: str
+    usage: dict[str, int]
+    context: dict[str, Any]
+    labels: list[str]
+    require_approval: bool
+    approvers: list[str]
+
+
+def _identity(body: Any) -> Any:
+    return body
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """One request: what to send, whether a retry is safe, and how to read a 2xx body."""
+
+    method: str
+    path: str
+    parse: Callable[[Any], T]
+    json: Mapping[str, Any] | None = None
+    params: Mapping[str, Any] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    retryable: bool = False
+    authenticated: bool = True
+    extra_timeout: float = 0.0  # added to the read timeout for long polls
+
+
+def segment(value: str) -> str:
+    """A path segment, percent-encoded so an id can never change the route."""
+    return quote(str(value), safe="")
+
+
+def new_idempotency_key() -> str:
+    return "sdk_" + secrets.token_hex(16)
+
+
+def retry_delay(call: Call[Any], attempt: int, retries: int, retry_after: float | None = None) -> float | None:
+    """Seconds to wait before attempt ``attempt + 1``, or None when no retry is allowed."""
+    if not call.retryable or attempt >= retries:
+        return None
+    if retry_after is not None:
+        return min(retry_after, MAX_DELAY)
+    return random.uniform(0, min(MAX_DELAY, BASE_DELAY * 2**attempt))  # noqa: S311 - jitter, not a secret
+
+
+def authorize(
+    action_type: str, details: str, payload: Mapping[str, Any] | None,
+    idempotency_key: str | None, fields: Mapping[str, Any],
+) -> Call[Authorization]:
+    body = {"action_type": action_type, "details": details, "payload": dict(payload or {})}
+    body.update({k: v for k, v in fields.items() if v is not None})
+    return Call(
+        "POST", "/v1/actions", Authorization.from_json, json=body,
+        headers={"Idempotency-Key": idempotency_key or new_idempotency_key()}, retryable=True,
+    )
+
+
+def get_action(action_id: str, wait: float | None) -> Call[ActionDetail]:
+    params = {"wait": min(wait, MAX_WAIT)} if wait else None
+    return Call(
+        "GET", f"/v1/actions/{segment(action_id)}", ActionDetail.from_json,
+        params=params, retryable=True, extra_timeout=min(wait or 0.0, MAX_WAIT),
+    )
+
+
+def notarize(
+    action_id: str, outcome: str, outcome_details: str | None,
+    executed: Mapping[str, Any] | None, usage: Mapping[str, int] | None,
+) -> Call[NotarizeResult]:
+    body: dict[str, Any] = {"outcome": outcome}
+    for key, value in (("outcome_details", outcome_details), ("executed", executed), ("usage", usage)):
+        if value is not None:
+            body[key] = dict(value) if isinstance(value, Mapping) else value
+    return Call("POST", f"/v1/actions/{segment(action_id)}/notarize", NotarizeResult.from_json, json=body)
+
+
+def list_actions(page: int, per_page: int, filters: Mapping[str, str | None]) -> Call[ActionPage]:
+    params: dict[str, Any] = {"page": page, "per_page": per_page}
+    params.update({k: v for k, v in filters.items() if v is not None})
+    return Call("GET", "/v1/actions", ActionPage.from_json, params=params, retryable=True)
+
+
+def approval(code: str) -> Call[dict[str, Any]]:
+    """Review a held action by its approval code; the code is the credential, no API key."""
+    return Call("GET", f"/v1/approvals/{segment(code)}", _identity, retryable=True, authenticated=False)
+
+
+def decide(code: str, decision: str, reason: str | None) -> Call[ApprovalResult]:
+    body: dict[str, Any] = {"decision": decision}
+    if reason is not None:
+        body["reason"] = reason
+    return Call(
+        "POST", f"/v1/approvals/{segment(code)}/confirm", ApprovalResult.from_json,
+        json=body, authenticated=False,
+    )
+
+
+def get_json(path: str, *, authenticated: bool = True) -> Call[dict[str, Any]]:
+    return Call("GET", path, _identity, retryable=True, authenticated=authenticated)
+
+
+def keys() -> Call[list[dict[str, Any]]]:
+    return Call("GET", "/v1/keys", lambda body: list(body["keys"]), retryable=True, authenticated=False)
+
+
+def trust() -> Call[dict[str, Any]]:
+    return get_json("/v1/trust", authenticated=False)
+
+
+def receipt(receipt_id: str) -> Call[dict[str, Any]]:
+    return get_json(f"/v1/receipts/{segment(receipt_id)}")
+
+
+def receipt_bundle(receipt_id: str) -> Call[dict[str, Any]]:
+    return get_json(f"/v1/receipts/{segment(receipt_id)}/bundle")
+
+
+def read(call: Call[T], response: httpx.Response) -> T:
+    """The parsed body of a 2xx answer; any other answer raises its Warrantor error."""
+    if response.is_error:
+        raise error_from_response(response)
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise WarrantorError(
+            f"expected a JSON body from {call.method} {call.path}, "
+            f"got {response.headers.get('content-type')!r}",
+            code="UNEXPECTED_RESPONSE", status=response.status_code,
+        ) from exc
+    return call.parse(body)
