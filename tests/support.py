@@ -120,4 +120,74 @@ def make_env(data_dir: Path, database_url: str | None = None, *, services_kwargs
         services.store.close()
 
 
-__all__ = ["WIRE", "Env", "bearer", "make_env", "make_settings", "pg_database", "prepare", "io"]
+__all__ = ["WIRE", "Env", "bearer", "io", "make_env", "make_settings", "pg_database", "prepare"]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ServerHandle:
+    url: str
+    proc: Any
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, not a shutdown."""
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+@contextmanager
+def server_process(data_dir: Path, database_url: str | None = None, *, demo: bool = True,
+                   env: dict[str, str] | None = None) -> Iterator[ServerHandle]:
+    """``warrantor serve`` in a child process on a free loopback port; yields its base URL.
+
+    Stopped by PID (SIGTERM, then SIGKILL) when the block ends, whatever happened.
+    """
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "warrantor.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port),
+           "--data-dir", str(data_dir), "--log-level", "warning"]
+    if database_url:
+        cmd += ["--database-url", database_url]
+    if demo:
+        cmd.append("--demo")
+    child_env = {**os.environ, "WARRANTOR_OPERATOR_KEY": OPERATOR_KEY, **(env or {})}
+    proc = subprocess.Popen(cmd, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                out = proc.stdout.read().decode() if proc.stdout else ""
+                raise RuntimeError(f"server exited with {proc.returncode}: {out}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not become ready within 30 s")
+            time.sleep(0.1)
+        yield ServerHandle(url, proc)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        if proc.stdout:
+            proc.stdout.close()
