@@ -16,14 +16,14 @@ from typing import Any
 from fastapi import FastAPI
 
 from warrantor import __version__
-from warrantor.server import problems
+from warrantor.server import problems, routes
 from warrantor.server.metrics import Metrics
 from warrantor.server.middleware import RequestContext
-from warrantor.server import routes
 from warrantor.server.settings import Settings
 from warrantor.service.context import Limits
 from warrantor.service.notify import Mailer, NullMailer, SmtpMailer
 from warrantor.service.services import Services, build_services
+from warrantor.service.transparency import LogConfig
 from warrantor.store import Store
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,15 @@ class _Periodic:
         self._thread.join(timeout=10)
 
 
+def _integration_metrics(metrics: Metrics) -> Callable[[int, list[float]], None]:
+    def observe(size: int, latencies: list[float]) -> None:
+        metrics.log_size.set(size)
+        for seconds in latencies:
+            metrics.integration_latency.observe(seconds)
+
+    return observe
+
+
 def open_services(settings: Settings, *, mailer: Mailer | None = None, **kwargs: Any) -> Services:
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     store = Store(settings.effective_database_url)
@@ -65,6 +74,11 @@ def open_services(settings: Settings, *, mailer: Mailer | None = None, **kwargs:
         default_approval_ttl_seconds=settings.default_approval_ttl_seconds,
         public_url=settings.effective_public_url,
     )
+    kwargs.setdefault("log_config", LogConfig(
+        origin=settings.log_origin, integrate_interval_ms=settings.integrate_interval_ms,
+        tsa_url=settings.tsa_url, tsa_root_cert=settings.tsa_root_cert,
+        timestamp_receipts=settings.timestamp_receipts, witness_keys=settings.witness_keys,
+    ))
     return build_services(store, settings.data_dir, mailer=mailer, limits=limits, **kwargs)
 
 
@@ -72,13 +86,16 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     svc = services or open_services(settings)
     metrics = Metrics()
     sweeper = _Periodic("warrantor-expiry", settings.sweep_interval_seconds, svc.sweeper.sweep)
+    svc.integrator.on_checkpoint = _integration_metrics(metrics)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         sweeper.start()
+        svc.integrator.start()
         try:
             yield
         finally:
+            svc.integrator.stop()
             sweeper.stop()
 
     app = FastAPI(

@@ -30,6 +30,8 @@ class Settings:
     log_origin: str = "warrantor.local/log"
     integrate_interval_ms: int = 500
     tsa_url: str | None = None
+    tsa_root_cert: Path | None = None  # PEM root of the external TSA at tsa_url
+    witness_keys: str | None = None  # comma-separated C2SP cosigner vkeys of trusted witnesses
     timestamp_receipts: bool = False
     demo: bool = False
 

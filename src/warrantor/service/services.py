@@ -16,6 +16,8 @@ from warrantor.service.notify import Mailer, NullMailer, Notifier
 from warrantor.service.policies import Policies
 from warrantor.service.sealing import Sealer
 from warrantor.service.tenancy import Tenancy
+from warrantor.service.transparency import Integrator, LogConfig, Transparency, build_log
+from warrantor.service.confirm_execution import ExecutionConfirmer
 from warrantor.store import Store
 
 
@@ -29,6 +31,9 @@ class Services:
     notarizer: Notarizer
     actions: Actions
     sweeper: ExpirySweeper
+    transparency: Transparency
+    integrator: Integrator
+    confirmer: ExecutionConfirmer
 
     @property
     def store(self) -> Store:
@@ -48,6 +53,7 @@ def build_services(
     ids: IdFactory | None = None,
     mailer: Mailer | None = None,
     limits: Limits | None = None,
+    log_config: LogConfig | None = None,
 ) -> Services:
     clock = clock or SystemClock()
     ids = ids or RandomIds()
@@ -64,6 +70,7 @@ def build_services(
         limits=limits or Limits(),
     )
     policies = Policies(deps)
+    transparency, integrator = build_log(store, data_dir, keyring, clock, log_config or LogConfig())
     return Services(
         deps=deps,
         tenancy=Tenancy(deps),
@@ -73,4 +80,7 @@ def build_services(
         notarizer=Notarizer(deps),
         actions=Actions(deps),
         sweeper=ExpirySweeper(deps),
+        transparency=transparency,
+        integrator=integrator,
+        confirmer=ExecutionConfirmer(deps),
     )

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 06:56:51.289745
+Create Date: 2026-11-22 07:02:07.284114
 """
 
 from __future__ import annotations
@@ -39,6 +39,15 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('idx', name=op.f('pk_log_entries'))
     )
+    op.create_table('login_failures',
+    sa.Column('id', sa.String(length=64), nullable=False),
+    sa.Column('email', sa.String(length=320), nullable=False),
+    sa.Column('failed_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_login_failures'))
+    )
+    with op.batch_alter_table('login_failures', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_login_failures_email_failed_at'), ['email', 'failed_at'], unique=False)
+
     op.create_table('operator_keys',
     sa.Column('key_hash', sa.String(length=64), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
@@ -98,6 +107,16 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_active_policies_tenant_id')),
     sa.PrimaryKeyConstraint('tenant_id', 'mode', name=op.f('pk_active_policies'))
     )
+    op.create_table('agent_versions',
+    sa.Column('tenant_id', sa.String(length=64), nullable=False),
+    sa.Column('agent_id', sa.String(length=200), nullable=False),
+    sa.Column('version', sa.String(length=128), nullable=False),
+    sa.Column('model_id', sa.String(length=256), nullable=False),
+    sa.Column('instruction_hash', sa.String(length=256), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_agent_versions_tenant_id')),
+    sa.PrimaryKeyConstraint('tenant_id', 'agent_id', 'version', name=op.f('pk_agent_versions'))
+    )
     op.create_table('api_keys',
     sa.Column('id', sa.String(length=64), nullable=False),
     sa.Column('tenant_id', sa.String(length=64), nullable=False),
@@ -111,6 +130,79 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_api_keys')),
     sa.UniqueConstraint('key_hash', name=op.f('uq_api_keys_key_hash'))
     )
+    op.create_table('budget_counters',
+    sa.Column('tenant_id', sa.String(length=64), nullable=False),
+    sa.Column('budget_id', sa.String(length=128), nullable=False),
+    sa.Column('scope_key', sa.String(length=200), nullable=False),
+    sa.Column('window_key', sa.String(length=128), nullable=False),
+    sa.Column('consumed', sa.BigInteger(), nullable=False),
+    sa.Column('window_start', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_budget_counters_tenant_id')),
+    sa.PrimaryKeyConstraint('tenant_id', 'budget_id', 'scope_key', 'window_key', name=op.f('pk_budget_counters'))
+    )
+    op.create_table('budget_ledger',
+    sa.Column('id', sa.String(length=64), nullable=False),
+    sa.Column('tenant_id', sa.String(length=64), nullable=False),
+    sa.Column('budget_id', sa.String(length=128), nullable=False),
+    sa.Column('scope_key', sa.String(length=200), nullable=False),
+    sa.Column('window_key', sa.String(length=128), nullable=False),
+    sa.Column('metric', sa.String(length=200), nullable=False),
+    sa.Column('action_id', sa.String(length=64), nullable=True),
+    sa.Column('run_id', sa.String(length=64), nullable=True),
+    sa.Column('amount', sa.BigInteger(), nullable=False),
+    sa.Column('state', sa.String(length=16), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_budget_ledger_tenant_id')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_budget_ledger'))
+    )
+    with op.batch_alter_table('budget_ledger', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_budget_ledger_tenant_id_action_id'), ['tenant_id', 'action_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_budget_ledger_tenant_id_budget_id_scope_key_created_at'), ['tenant_id', 'budget_id', 'scope_key', 'created_at'], unique=False)
+
+    op.create_table('checkpoint_cosignatures',
+    sa.Column('size', sa.BigInteger(), nullable=False),
+    sa.Column('key_hash', sa.String(length=8), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('line', sa.Text(), nullable=False),
+    sa.Column('cosigned_at', sa.BigInteger(), nullable=False),
+    sa.ForeignKeyConstraint(['size'], ['checkpoints.size'], name=op.f('fk_checkpoint_cosignatures_size')),
+    sa.PrimaryKeyConstraint('size', 'key_hash', name=op.f('pk_checkpoint_cosignatures'))
+    )
+    op.create_table('confirmation_nonces',
+    sa.Column('nonce_hash', sa.String(length=64), nullable=False),
+    sa.Column('tenant_id', sa.String(length=64), nullable=False),
+    sa.Column('authorization_id', sa.String(length=64), nullable=False),
+    sa.Column('scope', sa.String(length=128), nullable=False),
+    sa.Column('resource', sa.String(length=512), nullable=False),
+    sa.Column('prompt_hint', sa.String(length=500), nullable=True),
+    sa.Column('action_id', sa.String(length=64), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('consumed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('decision', sa.String(length=16), nullable=True),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_confirmation_nonces_tenant_id')),
+    sa.PrimaryKeyConstraint('nonce_hash', name=op.f('pk_confirmation_nonces'))
+    )
+    with op.batch_alter_table('confirmation_nonces', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_confirmation_nonces_tenant_id_authorization_id'), ['tenant_id', 'authorization_id'], unique=False)
+
+    op.create_table('confirmed_scopes',
+    sa.Column('id', sa.String(length=64), nullable=False),
+    sa.Column('tenant_id', sa.String(length=64), nullable=False),
+    sa.Column('authorization_id', sa.String(length=64), nullable=False),
+    sa.Column('scope', sa.String(length=128), nullable=False),
+    sa.Column('resource', sa.String(length=512), nullable=False),
+    sa.Column('nonce_hash', sa.String(length=64), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_confirmed_scopes_tenant_id')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_confirmed_scopes'))
+    )
+    with op.batch_alter_table('confirmed_scopes', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_confirmed_scopes_tenant_id_authorization_id_scope'), ['tenant_id', 'authorization_id', 'scope'], unique=False)
+
     op.create_table('evidence',
     sa.Column('id', sa.String(length=64), nullable=False),
     sa.Column('tenant_id', sa.String(length=64), nullable=False),
@@ -128,6 +220,39 @@ def upgrade() -> None:
     with op.batch_alter_table('evidence', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_evidence_tenant_id_action_id'), ['tenant_id', 'action_id'], unique=False)
 
+    op.create_table('execution_confirmations',
+    sa.Column('id', sa.String(length=64), nullable=False),
+    sa.Column('tenant_id', sa.String(length=64), nullable=False),
+    sa.Column('warrant_digest', sa.String(length=64), nullable=False),
+    sa.Column('warrant_id', sa.String(length=64), nullable=False),
+    sa.Column('action_id', sa.String(length=64), nullable=False),
+    sa.Column('receipt_id', sa.String(length=64), nullable=False),
+    sa.Column('integrity_hash', sa.String(length=64), nullable=False),
+    sa.Column('matched', sa.Boolean(), nullable=False),
+    sa.Column('confirmed_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_execution_confirmations_tenant_id')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_execution_confirmations')),
+    sa.UniqueConstraint('warrant_digest', name=op.f('uq_execution_confirmations_warrant_digest'))
+    )
+    with op.batch_alter_table('execution_confirmations', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_execution_confirmations_tenant_id_action_id'), ['tenant_id', 'action_id'], unique=False)
+
+    op.create_table('grants',
+    sa.Column('id', sa.String(length=64), nullable=False),
+    sa.Column('tenant_id', sa.String(length=64), nullable=False),
+    sa.Column('agent_id', sa.String(length=200), nullable=False),
+    sa.Column('subject', sa.String(length=200), nullable=False),
+    sa.Column('scopes_json', sa.Text(), nullable=False),
+    sa.Column('expires_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('revoked_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('created_by_key_id', sa.String(length=64), nullable=True),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_grants_tenant_id')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_grants'))
+    )
+    with op.batch_alter_table('grants', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_grants_tenant_id_created_at'), ['tenant_id', 'created_at'], unique=False)
+
     op.create_table('policy_bundles',
     sa.Column('tenant_id', sa.String(length=64), nullable=False),
     sa.Column('hash', sa.String(length=64), nullable=False),
@@ -136,6 +261,63 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_policy_bundles_tenant_id')),
     sa.PrimaryKeyConstraint('tenant_id', 'hash', name=op.f('pk_policy_bundles'))
     )
+    op.create_table('rate_buckets',
+    sa.Column('tenant_id', sa.String(length=64), nullable=False),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('bucket_key', sa.String(length=200), nullable=False),
+    sa.Column('tokens', sa.Float(), nullable=False),
+    sa.Column('updated_at', sa.Float(), nullable=False),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_rate_buckets_tenant_id')),
+    sa.PrimaryKeyConstraint('tenant_id', 'kind', 'bucket_key', name=op.f('pk_rate_buckets'))
+    )
+    op.create_table('runs',
+    sa.Column('id', sa.String(length=64), nullable=False),
+    sa.Column('tenant_id', sa.String(length=64), nullable=False),
+    sa.Column('agent_id', sa.String(length=200), nullable=True),
+    sa.Column('metadata_json', sa.Text(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('tokens', sa.BigInteger(), nullable=False),
+    sa.Column('cost_minor', sa.BigInteger(), nullable=False),
+    sa.Column('started_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('halted_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('halt_json', sa.Text(), nullable=True),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_runs_tenant_id')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_runs'))
+    )
+    with op.batch_alter_table('runs', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_runs_tenant_id_started_at'), ['tenant_id', 'started_at'], unique=False)
+
+    op.create_table('users',
+    sa.Column('id', sa.String(length=64), nullable=False),
+    sa.Column('tenant_id', sa.String(length=64), nullable=False),
+    sa.Column('email', sa.String(length=320), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('password_hash', sa.String(length=255), nullable=False),
+    sa.Column('roles_json', sa.Text(), nullable=False),
+    sa.Column('groups_json', sa.Text(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('disabled_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_users_tenant_id')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_users')),
+    sa.UniqueConstraint('email', name=op.f('uq_users_email'))
+    )
+    with op.batch_alter_table('users', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_users_tenant_id_created_at'), ['tenant_id', 'created_at'], unique=False)
+
+    op.create_table('webhook_endpoints',
+    sa.Column('id', sa.String(length=64), nullable=False),
+    sa.Column('tenant_id', sa.String(length=64), nullable=False),
+    sa.Column('url', sa.String(length=2048), nullable=False),
+    sa.Column('events_json', sa.Text(), nullable=False),
+    sa.Column('secret', sa.String(length=128), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('deleted_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_webhook_endpoints_tenant_id')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_endpoints'))
+    )
+    with op.batch_alter_table('webhook_endpoints', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_webhook_endpoints_tenant_id'), ['tenant_id'], unique=False)
+
     op.create_table('approval_codes',
     sa.Column('code', sa.String(length=64), nullable=False),
     sa.Column('tenant_id', sa.String(length=64), nullable=False),
@@ -175,23 +357,149 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_approvals')),
     sa.UniqueConstraint('action_id', 'approver', name=op.f('uq_approvals_action_id_approver'))
     )
+    op.create_table('cosignatures',
+    sa.Column('id', sa.String(length=64), nullable=False),
+    sa.Column('tenant_id', sa.String(length=64), nullable=False),
+    sa.Column('action_id', sa.String(length=64), nullable=False),
+    sa.Column('user_id', sa.String(length=64), nullable=False),
+    sa.Column('email', sa.String(length=320), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('statement', sa.Text(), nullable=True),
+    sa.Column('evidence_id', sa.String(length=64), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['action_id'], ['actions.id'], name=op.f('fk_cosignatures_action_id')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_cosignatures_tenant_id')),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_cosignatures_user_id')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_cosignatures')),
+    sa.UniqueConstraint('action_id', 'user_id', name=op.f('uq_cosignatures_action_id_user_id'))
+    )
+    with op.batch_alter_table('cosignatures', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_cosignatures_tenant_id_action_id'), ['tenant_id', 'action_id'], unique=False)
+
+    op.create_table('user_sessions',
+    sa.Column('id_hash', sa.String(length=64), nullable=False),
+    sa.Column('tenant_id', sa.String(length=64), nullable=False),
+    sa.Column('user_id', sa.String(length=64), nullable=False),
+    sa.Column('csrf_token', sa.String(length=64), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('last_seen_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_user_sessions_tenant_id')),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_user_sessions_user_id')),
+    sa.PrimaryKeyConstraint('id_hash', name=op.f('pk_user_sessions'))
+    )
+    with op.batch_alter_table('user_sessions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_user_sessions_user_id'), ['user_id'], unique=False)
+
+    op.create_table('webhook_deliveries',
+    sa.Column('id', sa.String(length=64), nullable=False),
+    sa.Column('tenant_id', sa.String(length=64), nullable=False),
+    sa.Column('endpoint_id', sa.String(length=64), nullable=False),
+    sa.Column('event_type', sa.String(length=64), nullable=False),
+    sa.Column('body', sa.Text(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('next_attempt_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('claimed_until', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('last_status_code', sa.Integer(), nullable=True),
+    sa.Column('last_error', sa.String(length=500), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('delivered_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['endpoint_id'], ['webhook_endpoints.id'], name=op.f('fk_webhook_deliveries_endpoint_id')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_webhook_deliveries_tenant_id')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_deliveries'))
+    )
+    with op.batch_alter_table('webhook_deliveries', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_webhook_deliveries_status_next_attempt_at'), ['status', 'next_attempt_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_webhook_deliveries_tenant_id_endpoint_id_created_at'), ['tenant_id', 'endpoint_id', 'created_at'], unique=False)
+
+    op.create_table('webhook_attempts',
+    sa.Column('id', sa.String(length=64), nullable=False),
+    sa.Column('tenant_id', sa.String(length=64), nullable=False),
+    sa.Column('delivery_id', sa.String(length=64), nullable=False),
+    sa.Column('attempt', sa.Integer(), nullable=False),
+    sa.Column('status_code', sa.Integer(), nullable=True),
+    sa.Column('error', sa.String(length=500), nullable=True),
+    sa.Column('started_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('duration_ms', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['delivery_id'], ['webhook_deliveries.id'], name=op.f('fk_webhook_attempts_delivery_id')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_webhook_attempts_tenant_id')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_attempts'))
+    )
+    with op.batch_alter_table('webhook_attempts', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_webhook_attempts_delivery_id'), ['delivery_id'], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('webhook_attempts', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_webhook_attempts_delivery_id'))
+
+    op.drop_table('webhook_attempts')
+    with op.batch_alter_table('webhook_deliveries', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_webhook_deliveries_tenant_id_endpoint_id_created_at'))
+        batch_op.drop_index(batch_op.f('ix_webhook_deliveries_status_next_attempt_at'))
+
+    op.drop_table('webhook_deliveries')
+    with op.batch_alter_table('user_sessions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_user_sessions_user_id'))
+
+    op.drop_table('user_sessions')
+    with op.batch_alter_table('cosignatures', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_cosignatures_tenant_id_action_id'))
+
+    op.drop_table('cosignatures')
     op.drop_table('approvals')
     op.drop_table('approval_requests')
     with op.batch_alter_table('approval_codes', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_approval_codes_action_id'))
 
     op.drop_table('approval_codes')
+    with op.batch_alter_table('webhook_endpoints', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_webhook_endpoints_tenant_id'))
+
+    op.drop_table('webhook_endpoints')
+    with op.batch_alter_table('users', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_users_tenant_id_created_at'))
+
+    op.drop_table('users')
+    with op.batch_alter_table('runs', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_runs_tenant_id_started_at'))
+
+    op.drop_table('runs')
+    op.drop_table('rate_buckets')
     op.drop_table('policy_bundles')
+    with op.batch_alter_table('grants', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_grants_tenant_id_created_at'))
+
+    op.drop_table('grants')
+    with op.batch_alter_table('execution_confirmations', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_execution_confirmations_tenant_id_action_id'))
+
+    op.drop_table('execution_confirmations')
     with op.batch_alter_table('evidence', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_evidence_tenant_id_action_id'))
 
     op.drop_table('evidence')
+    with op.batch_alter_table('confirmed_scopes', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_confirmed_scopes_tenant_id_authorization_id_scope'))
+
+    op.drop_table('confirmed_scopes')
+    with op.batch_alter_table('confirmation_nonces', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_confirmation_nonces_tenant_id_authorization_id'))
+
+    op.drop_table('confirmation_nonces')
+    op.drop_table('checkpoint_cosignatures')
+    with op.batch_alter_table('budget_ledger', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_budget_ledger_tenant_id_budget_id_scope_key_created_at'))
+        batch_op.drop_index(batch_op.f('ix_budget_ledger_tenant_id_action_id'))
+
+    op.drop_table('budget_ledger')
+    op.drop_table('budget_counters')
     op.drop_table('api_keys')
+    op.drop_table('agent_versions')
     op.drop_table('active_policies')
     with op.batch_alter_table('actions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_actions_tenant_id_status'))
@@ -201,6 +509,10 @@ def downgrade() -> None:
     op.drop_table('tenants')
     op.drop_table('signing_keys')
     op.drop_table('operator_keys')
+    with op.batch_alter_table('login_failures', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_login_failures_email_failed_at'))
+
+    op.drop_table('login_failures')
     op.drop_table('log_entries')
     op.drop_table('counters')
     op.drop_table('checkpoints')
