@@ -1,0 +1,122 @@
+"""Choosing the deployment's RFC 3161 time-stamp authority (DESIGN.md section 4).
+
+Two implementations of ``evidence.tsa.TimestampAuthority``:
+
+- the built-in TSA (``BuiltinTSA``): an ECDSA P-256 root and TSA certificate generated at
+  first start under ``<data_dir>/tsa/`` (``root.pem``, ``tsa.pem``, ``tsa.key`` with mode
+  0600), serial numbers drawn from the persisted counter ``tsa_serial`` so that they stay
+  unique across restarts and processes;
+- ``RemoteTSA``: an RFC 3161 client that POSTs ``application/timestamp-query`` to
+  ``WARRANTOR_TSA_URL`` (RFC 3161 section 3.4) and checks that the token it gets back covers
+  the bytes it asked for, chaining to the configured root (``WARRANTOR_TSA_ROOT_CERT``).
+
+Not here: what gets timestamped and when (``transparency.Integrator``), and verification
+(``evidence.tsa.verify_timestamp``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+
+from warrantor.errors import EvidenceError
+from warrantor.evidence.tsa import (
+    BuiltinTSA,
+    TimestampAuthority,
+    TSAChain,
+    generate_chain,
+    make_request,
+    token_from_response,
+    verify_timestamp,
+)
+from warrantor.store import Store
+
+log = logging.getLogger(__name__)
+
+SERIAL_COUNTER = "tsa_serial"
+_FILES = ("root.pem", "tsa.pem", "tsa.key")
+
+
+class RemoteTSA:
+    """An RFC 3161 client over HTTP. Every token is checked before it is used."""
+
+    def __init__(self, url: str, root_cert_pem: str, *, timeout: float = 10.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self._url = url
+        self.root_cert_pem = root_cert_pem
+        self._client = httpx.Client(timeout=timeout, transport=transport)
+
+    def timestamp(self, data: bytes) -> bytes:
+        try:
+            response = self._client.post(
+                self._url, content=make_request(data),
+                headers={"Content-Type": "application/timestamp-query",
+                         "Accept": "application/timestamp-reply"},
+            )
+        except httpx.HTTPError as exc:
+            raise EvidenceError(f"the TSA at {self._url} did not answer: {exc}") from exc
+        if response.status_code != 200:
+            raise EvidenceError(f"expected HTTP 200 from the TSA, got {response.status_code}")
+        token = token_from_response(response.content)
+        verify_timestamp(token, data, self.root_cert_pem)
+        return token
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _load_chain(directory: Path) -> TSAChain:
+    root, cert, key = (directory / name for name in _FILES)
+    return TSAChain(root.read_bytes(), cert.read_bytes(), key.read_bytes())
+
+
+def ensure_chain(directory: Path, common_name: str = "Warrantor built-in TSA") -> TSAChain:
+    """Load the built-in chain, generating it on first start.
+
+    The files are written to a private temporary directory that is renamed into place, so
+    two processes starting at once both end up with the one chain that won.
+    """
+    if (directory / _FILES[0]).exists():
+        return _load_chain(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    chain = generate_chain(common_name)
+    staging = Path(tempfile.mkdtemp(prefix=".tsa-", dir=directory.parent))
+    for name, data in zip(_FILES, (chain.root_cert_pem, chain.tsa_cert_pem, chain.tsa_key_pem), strict=True):
+        fd = os.open(staging / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+    try:
+        os.rename(staging, directory)
+    except OSError:  # another process won the race: use its chain
+        shutil.rmtree(staging, ignore_errors=True)
+    return _load_chain(directory)
+
+
+def serial_source(store: Store) -> Callable[[], int]:
+    """Fresh TSA serial numbers (1, 2, ...) from the persisted counter ``tsa_serial``.
+
+    Each call is its own committed write, so it must not run inside a write job.
+    """
+    return lambda: store.write(lambda repo: repo.next_counter(SERIAL_COUNTER)) + 1
+
+
+def open_tsa(
+    data_dir: Path, store: Store, clock: Callable[[], datetime], *,
+    tsa_url: str | None = None, tsa_root_cert: Path | None = None,
+) -> tuple[TimestampAuthority, str]:
+    """The configured TSA and the PEM root certificate its tokens chain to."""
+    if tsa_url:
+        if tsa_root_cert is None:
+            raise ValueError("expected WARRANTOR_TSA_ROOT_CERT (the external TSA's root PEM) with WARRANTOR_TSA_URL")
+        root = tsa_root_cert.read_text(encoding="utf-8")
+        log.info("using the external TSA at %s", tsa_url)
+        return RemoteTSA(tsa_url, root), root
+    chain = ensure_chain(data_dir / "tsa")
+    return BuiltinTSA(chain, serial_source(store), clock), chain.root_cert_pem.decode()

@@ -1,0 +1,460 @@
+"""The transparency log: integration into signed checkpoints, proofs, bundles, trust.
+
+Entries are sequenced by the write that records their evidence (``Repo.append_log_entries``:
+dense indices under the ``log_size`` row lock). This module turns them into evidence:
+
+- ``LogTree``: each process's in-memory RFC 6962 tree of the log, rebuilt from
+  ``log_entries`` at start and extended as checkpoints appear. Whenever it reaches a stored
+  checkpoint it checks that checkpoint's root (and, once, its signature); a mismatch means
+  the database was rewritten, and the tree refuses to serve or integrate from then on
+  (``LogInconsistentError``, 503 ``LOG_INCONSISTENT``).
+- ``Integrator``: one per deployment. Every ``interval`` it appends the newly sequenced
+  entries, signs a C2SP checkpoint (key ``<data_dir>/keys/log.pem``, key name = origin),
+  gets an RFC 3161 token over the checkpoint body, and stores both. On PostgreSQL every
+  process runs one, but only the holder of an advisory lock (held on a dedicated
+  connection) integrates; the others follow.
+- ``Transparency``: the read side: checkpoints (with witness cosignatures), inclusion and
+  consistency proofs (RFC 9162), proof bundles, the trust bundle, witness cosignatures.
+
+Not here: the formats (``warrantor.evidence``) and verification (``warrantor.verify``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from warrantor.domain.clock import Clock
+from warrantor.errors import ConflictError, EvidenceError, NotFoundError, StorageError, ValidationError
+from warrantor.evidence.checkpoint import (
+    COSIG_SIG_TYPE,
+    Checkpoint,
+    NoteSignature,
+    NoteSigner,
+    NoteVerifier,
+    open_checkpoint,
+    sign_note,
+    verify_cosignature,
+)
+from warrantor.evidence.dsse import Envelope
+from warrantor.evidence.keys import SigningKey
+from warrantor.evidence.merkle import MerkleTree, leaf_hash
+from warrantor.evidence.proofs import ProofBundle, TrustBundle
+from warrantor.evidence.tsa import TimestampAuthority
+from warrantor.service.keyring import KeyRing, load_or_create_key
+from warrantor.service.timestamping import open_tsa
+from warrantor.store import Repo, Store
+from warrantor.store import repo_evidence as rq
+
+log = logging.getLogger(__name__)
+
+INTEGRATED_COUNTER = "log_integrated"
+PG_INTEGRATOR_LOCK = 0x5741_4C47  # "WALG": the one integrator per PostgreSQL database
+_BATCH = 10_000
+
+
+class LogInconsistentError(StorageError):
+    """The stored log does not reproduce a checkpoint it signed: rows were rewritten."""
+
+    code = "LOG_INCONSISTENT"
+
+
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    size: int
+    root_hash: bytes
+    note: str
+    timestamp_token: bytes | None
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Any) -> StoredCheckpoint:
+        token = row["timestamp_token"]
+        return cls(int(row["size"]), bytes(row["root_hash"]), row["note"],
+                   bytes(token) if token else None, row["created_at"])
+
+
+class LogTree:
+    """The log's Merkle tree in memory, checked against every stored checkpoint it reaches."""
+
+    def __init__(self, store: Store, verifier: NoteVerifier) -> None:
+        self._store = store
+        self._verifier = verifier
+        self._tree = MerkleTree()
+        self._verified_size = -1
+        self._failure: str | None = None
+        self.lock = threading.RLock()
+
+    @property
+    def size(self) -> int:
+        return self._tree.size
+
+    @property
+    def failure(self) -> str | None:
+        return self._failure
+
+    def check(self) -> None:
+        if self._failure is not None:
+            raise LogInconsistentError(self._failure)
+
+    def append(self, leaves: Sequence[bytes]) -> None:
+        with self.lock:
+            self._tree.extend(leaves)
+
+    def sync(self) -> StoredCheckpoint | None:
+        """Extend to the latest stored checkpoint and check its root; return it."""
+        with self.lock:
+            self.check()
+            with self._store.read() as repo:
+                row = repo.latest_checkpoint()
+                latest = StoredCheckpoint.from_row(row) if row else None
+                if latest is not None and latest.size > self._tree.size:
+                    self._extend_from(repo, latest.size)
+            if latest is not None and latest.size != self._verified_size:
+                self._verify(latest)
+            return latest
+
+    def _extend_from(self, repo: Repo, stop: int) -> None:
+        while self._tree.size < stop:
+            rows = repo.log_entries_from(self._tree.size, min(_BATCH, stop - self._tree.size))
+            if not rows:
+                self._fail(f"the log has {self._tree.size} entries, a checkpoint says {stop}")
+            self._tree.extend(leaf_hash(entry) for entry in rows)
+
+    def _verify(self, checkpoint: StoredCheckpoint) -> None:
+        if self._tree.root(checkpoint.size) != checkpoint.root_hash:
+            self._fail(f"the stored entries do not reproduce the root of checkpoint {checkpoint.size}")
+        if self._verified_size < 0:  # once per process: the row's root is the signed one
+            try:
+                signed = open_checkpoint(checkpoint.note, self._verifier)
+            except EvidenceError as exc:
+                self._fail(f"checkpoint {checkpoint.size} is not signed by the log key: {exc.message}")
+            if signed.root_hash != checkpoint.root_hash or signed.size != checkpoint.size:
+                self._fail(f"checkpoint {checkpoint.size}'s note disagrees with its stored root")
+        self._verified_size = checkpoint.size
+
+    def _fail(self, message: str) -> NoReturn:
+        self._failure = message
+        log.error("transparency log inconsistent, refusing to continue: %s", message)
+        raise LogInconsistentError(message)
+
+    def root(self, size: int) -> bytes:
+        with self.lock:
+            return self._tree.root(size)
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        with self.lock:
+            self.check()
+            return self._tree.inclusion_proof(index, size)
+
+    def consistency_proof(self, old: int, new: int) -> list[bytes]:
+        with self.lock:
+            self.check()
+            return self._tree.consistency_proof(old, new)
+
+
+OnCheckpoint = Callable[[int, list[float]], None]
+
+
+class Integrator:
+    """Turns sequenced entries into signed, timestamped checkpoints; see the module doc."""
+
+    def __init__(
+        self, store: Store, tree: LogTree, signer: NoteSigner, tsa: TimestampAuthority, clock: Clock, *,
+        origin: str, interval: float = 0.5, timestamp_receipts: bool = False,
+        on_checkpoint: OnCheckpoint | None = None,
+    ) -> None:
+        self._store, self._tree, self._signer, self._tsa, self._clock = store, tree, signer, tsa, clock
+        self._origin = origin
+        self.interval = interval
+        self._timestamp_receipts = timestamp_receipts
+        self.on_checkpoint = on_checkpoint
+        self._lock_conn: Connection | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.integrated = threading.Condition()
+
+    # -- one cycle -------------------------------------------------------------------
+    def cycle(self) -> StoredCheckpoint | None:
+        """Integrate what is sequenced; returns the new checkpoint, or None when idle."""
+        if self._tree.failure is not None or not self._hold_lock():
+            return None
+        latest = self._tree.sync()
+        base = latest.size if latest else 0
+        with self._store.read() as repo:
+            size = repo.counter("log_size")
+            rows = rq.log_rows(repo, base, size)
+        if len(rows) != size - base or any(r.index != base + i for i, r in enumerate(rows)):
+            raise LogInconsistentError(f"expected dense log entries [{base}, {size}), got {len(rows)}")
+        if latest is not None and size == latest.size:
+            return None
+        self._tree.append([leaf_hash(r.entry) for r in rows[self._tree.size - base:]])
+        checkpoint = self._publish(size)
+        now = self._clock.now()
+        latencies = [max(0.0, (checkpoint.created_at - r.created_at).total_seconds()) for r in rows]
+        if self._timestamp_receipts:
+            self._timestamp_receipts_in(base, size)
+        with self.integrated:
+            self.integrated.notify_all()
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(size, latencies)
+        log.debug("checkpoint %d signed at %s", size, now)
+        return checkpoint
+
+    def _publish(self, size: int) -> StoredCheckpoint:
+        root = self._tree.root(size)
+        body = Checkpoint(self._origin, size, root).body()
+        note = sign_note(body, [self._signer])
+        token = self._tsa.timestamp(body.encode())
+        now = self._clock.now()
+
+        def job(repo: Repo) -> None:
+            if repo.checkpoint(size) is None:
+                repo.insert_checkpoint(size, root, note, token, now)
+            repo.set_counter(INTEGRATED_COUNTER, max(size, repo.counter(INTEGRATED_COUNTER)))
+
+        self._store.write(job)
+        return StoredCheckpoint(size, root, note, token, now)
+
+    def ensure_initial(self) -> None:
+        """Publish the empty tree's checkpoint on a fresh deployment, so there is one to show."""
+        if not self._hold_lock():
+            return
+        if self._tree.sync() is None and self._tree.size == 0:
+            with self._store.read() as repo:
+                if repo.counter("log_size") > 0:
+                    return  # the first cycle will sign a non-empty tree
+            self._publish(0)
+
+    def _timestamp_receipts_in(self, start: int, stop: int) -> None:
+        with self._store.read() as repo:
+            receipts = rq.receipts_in_range(repo, start, stop)
+        tokens = [(evidence_id, self._tsa.timestamp(Envelope.from_dict(envelope).canonical_bytes()))
+                  for evidence_id, envelope in receipts]
+
+        def job(repo: Repo) -> None:
+            for evidence_id, token in tokens:
+                rq.set_timestamp_token(repo, evidence_id, token)
+
+        if tokens:
+            self._store.write(job)
+
+    # -- one integrator per deployment -----------------------------------------------
+    def _hold_lock(self) -> bool:
+        """SQLite: always (one server process). PostgreSQL: the advisory lock's holder."""
+        if self._store.dialect != "postgresql":
+            return True
+        try:
+            if self._lock_conn is not None:
+                self._lock_conn.execute(sa.text("SELECT 1"))
+                self._lock_conn.commit()
+                return True
+            conn = self._store.db.writer_engine.connect()
+            got = conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": PG_INTEGRATOR_LOCK}).scalar()
+            conn.commit()
+            if got:
+                self._lock_conn = conn
+                log.info("this process is the log integrator")
+                return True
+            conn.close()
+            return False
+        except sa.exc.SQLAlchemyError:
+            log.warning("lost the integrator lock connection; will retry", exc_info=True)
+            self._release()
+            return False
+
+    def _release(self) -> None:
+        conn, self._lock_conn = self._lock_conn, None
+        if conn is not None:
+            try:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": PG_INTEGRATOR_LOCK})
+                conn.commit()
+                conn.close()
+            except sa.exc.SQLAlchemyError:
+                conn.invalidate()
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="warrantor-integrator", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.ensure_initial()
+        except Exception:
+            log.exception("publishing the initial checkpoint failed")
+        while not self._stop.wait(self.interval):
+            try:
+                if self.cycle() is None and self._lock_conn is None:
+                    self._tree.sync()  # a follower keeps its tree current for proofs
+            except LogInconsistentError:
+                pass  # logged once by the tree; integration stays stopped
+            except Exception:
+                log.exception("log integration failed; retrying")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._release()
+
+
+class Transparency:
+    """Read side of the log and the trust anchors, for the routes and the CLI."""
+
+    def __init__(self, store: Store, tree: LogTree, keyring: KeyRing, signer: NoteSigner, origin: str,
+                 tsa_root_pem: str | None, witnesses: Sequence[NoteVerifier] = (),
+                 integrator: Integrator | None = None) -> None:
+        self._store, self._tree, self._keyring = store, tree, keyring
+        self.log_verifier = signer.verifier()
+        self.origin = origin
+        self.tsa_root_pem = tsa_root_pem
+        self.witnesses = tuple(witnesses)
+        self.integrator = integrator
+
+    # -- checkpoints -----------------------------------------------------------------
+    def latest(self) -> StoredCheckpoint:
+        latest = self._tree.sync()
+        if latest is None:
+            raise NotFoundError("no checkpoint has been signed yet", code="NO_CHECKPOINT",
+                                headers={"Retry-After": "1"})
+        return latest
+
+    def note_with_cosignatures(self, checkpoint: StoredCheckpoint) -> str:
+        with self._store.read() as repo:
+            lines = rq.cosignature_lines(repo, checkpoint.size)
+        return checkpoint.note + "".join(lines)
+
+    # -- proofs ----------------------------------------------------------------------
+    def inclusion(self, index: int, size: int) -> list[bytes]:
+        published = self.latest().size
+        if not 0 <= index < size <= published:
+            raise ValidationError(
+                f"expected 0 <= index < size <= {published} (the latest checkpoint), got index={index}, size={size}",
+                code="INVALID_PROOF_RANGE",
+            )
+        return self._tree.inclusion_proof(index, size)
+
+    def consistency(self, old: int, new: int) -> list[bytes]:
+        published = self.latest().size
+        if not 0 <= old <= new <= published:
+            raise ValidationError(
+                f"expected 0 <= old <= new <= {published} (the latest checkpoint), got old={old}, new={new}",
+                code="INVALID_PROOF_RANGE",
+            )
+        return self._tree.consistency_proof(old, new)
+
+    def bundle(self, tenant_id: str, evidence_id: str, kind: str, *, wait: float = 2.0) -> ProofBundle:
+        """The proof bundle of one warrant or receipt of this tenant, against the latest checkpoint."""
+        with self._store.read() as repo:
+            ev = repo.get_evidence(tenant_id, evidence_id)
+        if ev is None or ev.kind != kind or ev.log_index is None:
+            raise NotFoundError(f"no {kind} {evidence_id!r}", code="NOT_FOUND")
+        checkpoint = self._wait_for(ev.log_index + 1, wait)
+        proof = self._tree.inclusion_proof(ev.log_index, checkpoint.size)
+        return ProofBundle(Envelope.from_dict(ev.envelope), ev.log_index, checkpoint.size, tuple(proof),
+                           checkpoint.note, checkpoint.timestamp_token)
+
+    def _wait_for(self, size: int, wait: float) -> StoredCheckpoint:
+        deadline = time.monotonic() + wait
+        while True:
+            latest = self._tree.sync()
+            if latest is not None and latest.size >= size:
+                return latest
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ConflictError(
+                    "the entry is sequenced but not yet in a signed checkpoint; retry shortly",
+                    code="NOT_YET_INTEGRATED", headers={"Retry-After": "1"},
+                )
+            if self.integrator is not None:
+                with self.integrator.integrated:
+                    self.integrator.integrated.wait(min(0.1, remaining))
+            else:
+                time.sleep(min(0.05, remaining))
+
+    # -- trust -----------------------------------------------------------------------
+    def trust_bundle(self) -> TrustBundle:
+        keys = tuple(k.verify_key() for k in self._keyring.published())
+        return TrustBundle(self.origin, self.log_verifier, keys, self.tsa_root_pem)
+
+    # -- witnesses -------------------------------------------------------------------
+    def add_cosignature(self, size: int, line: str) -> dict[str, Any]:
+        """Accept one C2SP tlog-cosignature line from a configured witness for checkpoint ``size``."""
+        try:
+            signature = NoteSignature.from_line(line.rstrip("\n"))
+        except ValueError as exc:
+            raise ValidationError(f"expected a cosignature line: {exc}", code="INVALID_COSIGNATURE") from exc
+        witness = next((w for w in self.witnesses if w.matches(signature)), None)
+        if witness is None:
+            raise ValidationError(f"expected a cosignature by a configured witness, got {signature.name!r}",
+                                  code="UNKNOWN_WITNESS")
+        with self._store.read() as repo:
+            row = repo.checkpoint(size)
+        if row is None:
+            raise NotFoundError(f"no checkpoint of size {size}", code="NOT_FOUND")
+        note, line = row["note"], signature.to_line()
+        try:
+            cosigned_at = verify_cosignature(note + line, witness)
+        except EvidenceError as exc:
+            raise ValidationError(exc.message, code="INVALID_COSIGNATURE") from exc
+        key_hash = signature.key_hash.hex()
+        self._store.write(lambda repo: rq.insert_cosignature(repo, size, key_hash, witness.name, line, cosigned_at))
+        return {"size": size, "witness": witness.name, "key_id": key_hash, "timestamp": cosigned_at}
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """The log's settings (``WARRANTOR_LOG_ORIGIN``, ``_INTEGRATE_INTERVAL_MS``, ``_TSA_URL``,
+    ``_TSA_ROOT_CERT``, ``_TIMESTAMP_RECEIPTS``, ``_WITNESS_KEYS``)."""
+
+    origin: str = "warrantor.local/log"
+    integrate_interval_ms: int = 500
+    tsa_url: str | None = None
+    tsa_root_cert: Path | None = None
+    timestamp_receipts: bool = False
+    witness_keys: str | None = None
+
+
+def build_log(store: Store, data_dir: Path, keyring: KeyRing, clock: Clock,
+              config: LogConfig) -> tuple[Transparency, Integrator]:
+    """The log's key (``<data_dir>/keys/log.pem``), TSA, tree, integrator and read side."""
+    if not 10 <= config.integrate_interval_ms <= 1000:
+        raise ValueError(f"expected an integrate interval in [10, 1000] ms, got {config.integrate_interval_ms}")
+    signer = NoteSigner(config.origin, _log_key(data_dir / "keys" / "log.pem"))
+    tsa, root = open_tsa(data_dir, store, clock.now, tsa_url=config.tsa_url, tsa_root_cert=config.tsa_root_cert)
+    tree = LogTree(store, signer.verifier())
+    integrator = Integrator(store, tree, signer, tsa, clock, origin=config.origin,
+                            interval=config.integrate_interval_ms / 1000,
+                            timestamp_receipts=config.timestamp_receipts)
+    transparency = Transparency(store, tree, keyring, signer, config.origin, root,
+                                parse_witness_keys(config.witness_keys), integrator)
+    return transparency, integrator
+
+
+def _log_key(path: Path) -> SigningKey:
+    try:
+        return load_or_create_key(path)
+    except FileExistsError:  # another process created it a moment ago
+        time.sleep(0.1)
+        return SigningKey.load(path)
+
+
+def parse_witness_keys(value: str | None) -> tuple[NoteVerifier, ...]:
+    """``WARRANTOR_WITNESS_KEYS``: comma-separated cosigner vkeys (signature type 0x04)."""
+    out = []
+    for vkey in filter(None, (v.strip() for v in (value or "").split(","))):
+        verifier = NoteVerifier.from_vkey(vkey)
+        if verifier.sig_type != COSIG_SIG_TYPE:
+            raise ValueError(f"expected a cosignature (type 0x04) witness vkey, got {vkey!r}")
+        out.append(verifier)
+    return tuple(out)

@@ -1,0 +1,122 @@
+"""Queries of the evidence area, as plain functions over a ``Repo``.
+
+The log tables themselves (``log_entries``, ``checkpoints``, ``counters``) are queried by
+``Repo``; what is here serves the integrator (entries with their sequencing time, receipt
+timestamps), witness cosignatures and execution confirmations. Every tenant-owned query
+filters on ``tenant_id``; the log and its checkpoints are deployment-wide and public.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+from warrantor.store import schema as s
+from warrantor.store import schema_evidence as se
+from warrantor.store.repo import Repo
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class LogRow:
+    index: int
+    entry: bytes
+    evidence_id: str
+    created_at: datetime
+
+
+def log_rows(repo: Repo, start: int, stop: int) -> list[LogRow]:
+    """Log entries with index in ``[start, stop)``, in order."""
+    t = s.log_entries
+    rows = repo.conn.execute(
+        sa.select(t.c.idx, t.c.entry, t.c.evidence_id, t.c.created_at)
+        .where(t.c.idx >= start, t.c.idx < stop)
+        .order_by(t.c.idx)
+    ).all()
+    return [LogRow(int(r[0]), bytes(r[1]), r[2], _utc(r[3])) for r in rows]
+
+
+def receipts_in_range(repo: Repo, start: int, stop: int) -> list[tuple[str, dict[str, object]]]:
+    """(evidence id, envelope) of receipts logged at ``[start, stop)`` without a token yet."""
+    t = s.evidence
+    rows = repo.conn.execute(
+        sa.select(t.c.id, t.c.envelope_json).where(
+            t.c.log_index >= start, t.c.log_index < stop, t.c.kind == "receipt",
+            t.c.timestamp_token.is_(None),
+        )
+    ).all()
+    return [(r[0], json.loads(r[1])) for r in rows]
+
+
+def set_timestamp_token(repo: Repo, evidence_id: str, token: bytes) -> None:
+    repo.conn.execute(
+        sa.update(s.evidence).where(s.evidence.c.id == evidence_id).values(timestamp_token=token)
+    )
+
+
+def checkpoint_count(repo: Repo) -> int:
+    return int(repo.conn.execute(sa.select(sa.func.count()).select_from(s.checkpoints)).scalar_one())
+
+
+def checkpoints_between(repo: Repo, low: int, high: int) -> list[tuple[int, bytes]]:
+    """(size, root) of stored checkpoints with ``low <= size <= high``, by size."""
+    t = s.checkpoints
+    rows = repo.conn.execute(
+        sa.select(t.c.size, t.c.root_hash).where(t.c.size >= low, t.c.size <= high).order_by(t.c.size)
+    ).all()
+    return [(int(r[0]), bytes(r[1])) for r in rows]
+
+
+# -- witness cosignatures -------------------------------------------------------------
+def insert_cosignature(repo: Repo, size: int, key_hash: str, name: str, line: str, cosigned_at: int) -> bool:
+    """Store a witness's cosignature line; a newer one from the same witness replaces it."""
+    t = se.checkpoint_cosignatures
+    repo.conn.execute(sa.delete(t).where(t.c.size == size, t.c.key_hash == key_hash))
+    repo.conn.execute(
+        sa.insert(t).values(size=size, key_hash=key_hash, name=name, line=line, cosigned_at=cosigned_at)
+    )
+    return True
+
+
+def cosignature_lines(repo: Repo, size: int) -> list[str]:
+    t = se.checkpoint_cosignatures
+    rows = repo.conn.execute(sa.select(t.c.line).where(t.c.size == size).order_by(t.c.name)).all()
+    return [r[0] for r in rows]
+
+
+# -- execution confirmations ----------------------------------------------------------
+@dataclass(frozen=True)
+class Confirmation:
+    id: str
+    tenant_id: str
+    warrant_digest: str
+    warrant_id: str
+    action_id: str
+    receipt_id: str
+    integrity_hash: str
+    matched: bool
+    confirmed_at: datetime
+
+
+def insert_confirmation(repo: Repo, c: Confirmation) -> None:
+    """Raises the store's unique violation when the warrant was confirmed already."""
+    repo.conn.execute(
+        sa.insert(se.execution_confirmations).values(
+            id=c.id, tenant_id=c.tenant_id, warrant_digest=c.warrant_digest, warrant_id=c.warrant_id,
+            action_id=c.action_id, receipt_id=c.receipt_id, integrity_hash=c.integrity_hash,
+            matched=c.matched, confirmed_at=c.confirmed_at,
+        )
+    )
+
+
+def confirmation_for(repo: Repo, warrant_digest: str) -> str | None:
+    """The tenant that confirmed this warrant, if any (the digest is globally unique)."""
+    t = se.execution_confirmations
+    row = repo.conn.execute(sa.select(t.c.tenant_id).where(t.c.warrant_digest == warrant_digest)).first()
+    return row[0] if row else None
