@@ -53,10 +53,21 @@ def _keys(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     from warrantor.verify.cli import main as verify_main
 
+    if args.replay:
+        from warrantor.cli.replay import run
+
+        return run(args)
+
     argv = [str(args.bundle), "--trust", str(args.trust)]
     if args.json:
         argv.append("--json")
     return verify_main(argv)
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from warrantor.cli.audit import run
+
+    return run(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,7 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("bundle", type=Path)
     verify.add_argument("--trust", type=Path, required=True, help="trust bundle (GET /v1/trust)")
     verify.add_argument("--json", action="store_true")
+    verify.add_argument("--replay", action="store_true", help="re-evaluate the recorded policy decision")
+    verify.add_argument("--policy", type=Path, default=None, help="archived bundle (GET /v1/policies/{hash})")
+    verify.add_argument("--intent", type=Path, default=None, help="the intent JSON (receipts carry only its digest)")
+    verify.add_argument("--server", default=None, help="fetch the policy from this server (with --api-key)")
+    verify.add_argument("--api-key", default=None, help="an admin or auditor key for --server")
     verify.set_defaults(func=_verify)
+
+    from warrantor.cli.audit import build_parser as audit_parser
+
+    audit = sub.add_parser("audit", parents=[audit_parser(add_help=False)],
+                           help="monitor a transparency log: consistency and inclusion")
+    audit.set_defaults(func=_audit)
     return parser
 
 
