@@ -37,6 +37,8 @@ from warrantor.errors import (
     ValidationError,
     WarrantorError,
 )
+from warrantor.evidence.proofs import ProofBundle, TrustBundle
+from warrantor.verify import verify_bundle
 
 BIG = {**WIRE, "amount_minor": 6_000_000}  # held for finance-leads
 HUGE = {**WIRE, "amount_minor": 200_000_000}  # over the cap: denied
@@ -370,7 +372,7 @@ def test_trust_bundle_when_the_server_publishes_it(env: Env, client: Client) -> 
     if "/v1/trust" not in routes_of(env):
         pytest.skip("this server has no GET /v1/trust route yet (DESIGN.md section 5 lists it)")
     trust = client.trust()
-    assert isinstance(trust, dict) and trust
+    assert TrustBundle.from_dict(trust).to_dict() == trust  # parses as a verifier's trust bundle
 
 
 def test_receipt_bundle_when_the_server_publishes_it(env: Env, client: Client) -> None:
@@ -381,7 +383,8 @@ def test_receipt_bundle_when_the_server_publishes_it(env: Env, client: Client) -
     assert receipt_id is not None
     bundle = client.receipt_bundle(receipt_id)
     assert bundle["envelope"]["payloadType"] == "application/vnd.in-toto+json"
-    assert "log" in bundle
+    report = verify_bundle(ProofBundle.from_dict(bundle), TrustBundle.from_dict(client.trust()))
+    assert report.ok, report
 
 
 # -- AsyncClient -------------------------------------------------------------------------
