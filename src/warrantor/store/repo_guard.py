@@ -1,0 +1,263 @@
+"""Queries for the guardrails area: agent versions, runs, budget counters and ledger, buckets.
+
+Plain functions over a ``Repo`` (one open transaction). Every query filters on
+``tenant_id``. Lock helpers (``lock_counter``, ``lock_bucket``) first make sure the row
+exists (``INSERT ... ON CONFLICT DO NOTHING``), then read it ``FOR UPDATE`` on PostgreSQL,
+so concurrent writers in several processes serialize on that one row until commit. On
+SQLite the single ``BEGIN IMMEDIATE`` writer already serializes every write.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from warrantor.store import Repo
+from warrantor.store import schema as core
+from warrantor.store.repo import _utc
+from warrantor.store.schema_guard import agent_versions, budget_counters, budget_ledger, rate_buckets, runs
+
+
+@dataclass(frozen=True)
+class AgentVersion:
+    agent_id: str
+    version: str
+    model_id: str
+    instruction_hash: str
+    created_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        from warrantor.domain.clock import isoformat
+
+        return {"version": self.version, "model_id": self.model_id,
+                "instruction_hash": self.instruction_hash, "created_at": isoformat(self.created_at)}
+
+
+@dataclass(frozen=True)
+class Run:
+    id: str
+    tenant_id: str
+    agent_id: str | None
+    metadata: dict[str, Any]
+    status: str
+    tokens: int
+    cost_minor: int
+    started_at: datetime
+    halted_at: datetime | None
+    halt: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    id: str
+    budget_id: str
+    scope_key: str
+    window_key: str
+    metric: str
+    action_id: str | None
+    run_id: str | None
+    amount: int
+    state: str
+    created_at: datetime
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
+def _insert_ignore(repo: Repo, table: sa.Table, **values: Any) -> None:
+    dialect_insert = postgresql.insert if repo.dialect == "postgresql" else sqlite.insert
+    repo.conn.execute(dialect_insert(table).values(**values).on_conflict_do_nothing())
+
+
+def _locked(repo: Repo, query: sa.Select[Any]) -> sa.Select[Any]:
+    return query.with_for_update() if repo.dialect == "postgresql" else query
+
+
+# -- agents --------------------------------------------------------------------------
+def insert_agent_version(repo: Repo, tenant_id: str, v: AgentVersion) -> None:
+    repo.conn.execute(sa.insert(agent_versions).values(
+        tenant_id=tenant_id, agent_id=v.agent_id, version=v.version, model_id=v.model_id,
+        instruction_hash=v.instruction_hash, created_at=v.created_at,
+    ))
+
+
+def get_agent_versions(repo: Repo, tenant_id: str, agent_id: str) -> list[AgentVersion]:
+    """Oldest first (the last one is the newest)."""
+    t = agent_versions.c
+    rows = repo.conn.execute(
+        sa.select(agent_versions).where(t.tenant_id == tenant_id, t.agent_id == agent_id)
+        .order_by(t.created_at, t.version)
+    ).mappings()
+    return [AgentVersion(m["agent_id"], m["version"], m["model_id"], m["instruction_hash"],
+                         _utc(m["created_at"]) or m["created_at"]) for m in rows]
+
+
+def list_agents(repo: Repo, tenant_id: str) -> list[tuple[str, int]]:
+    t = agent_versions.c
+    rows = repo.conn.execute(
+        sa.select(t.agent_id, sa.func.count()).where(t.tenant_id == tenant_id)
+        .group_by(t.agent_id).order_by(t.agent_id)
+    ).all()
+    return [(r[0], int(r[1])) for r in rows]
+
+
+def delete_agent(repo: Repo, tenant_id: str, agent_id: str) -> int:
+    t = agent_versions.c
+    return int(repo.conn.execute(
+        sa.delete(agent_versions).where(t.tenant_id == tenant_id, t.agent_id == agent_id)
+    ).rowcount)
+
+
+# -- runs ----------------------------------------------------------------------------
+def insert_run(repo: Repo, run: Run) -> None:
+    repo.conn.execute(sa.insert(runs).values(
+        id=run.id, tenant_id=run.tenant_id, agent_id=run.agent_id, metadata_json=_dumps(run.metadata),
+        status=run.status, tokens=run.tokens, cost_minor=run.cost_minor, started_at=run.started_at,
+    ))
+
+
+def get_run(repo: Repo, tenant_id: str, run_id: str, *, for_update: bool = False) -> Run | None:
+    q = sa.select(runs).where(runs.c.tenant_id == tenant_id, runs.c.id == run_id)
+    m = repo.conn.execute(_locked(repo, q) if for_update else q).mappings().first()
+    if m is None:
+        return None
+    return Run(
+        m["id"], m["tenant_id"], m["agent_id"], json.loads(m["metadata_json"]), m["status"],
+        int(m["tokens"]), int(m["cost_minor"]), _utc(m["started_at"]) or m["started_at"],
+        _utc(m["halted_at"]), json.loads(m["halt_json"]) if m["halt_json"] else None,
+    )
+
+
+def add_run_usage(repo: Repo, tenant_id: str, run_id: str, tokens: int, cost_minor: int) -> None:
+    repo.conn.execute(
+        sa.update(runs).where(runs.c.tenant_id == tenant_id, runs.c.id == run_id)
+        .values(tokens=runs.c.tokens + tokens, cost_minor=runs.c.cost_minor + cost_minor)
+    )
+
+
+def halt_run(repo: Repo, tenant_id: str, run_id: str, halt: dict[str, Any], now: datetime) -> bool:
+    """Mark an active run halted; False when it already was (the first halt is kept)."""
+    return bool(repo.conn.execute(
+        sa.update(runs)
+        .where(runs.c.tenant_id == tenant_id, runs.c.id == run_id, runs.c.status == "active")
+        .values(status="halted", halted_at=now, halt_json=_dumps(halt))
+    ).rowcount)
+
+
+def run_actions(repo: Repo, tenant_id: str, run_id: str, limit: int = 500) -> list[dict[str, Any]]:
+    a = core.actions.c
+    rows = repo.conn.execute(
+        sa.select(a.id, a.status, a.action_type, a.created_at)
+        .where(a.tenant_id == tenant_id, a.run_id == run_id).order_by(a.created_at, a.id).limit(limit)
+    ).all()
+    return [{"action_id": r[0], "status": r[1], "action_type": r[2], "created_at": _utc(r[3])} for r in rows]
+
+
+# -- budgets -------------------------------------------------------------------------
+def lock_counter(repo: Repo, tenant_id: str, budget_id: str, scope_key: str, window_key: str,
+                 window_start: datetime | None, now: datetime) -> int:
+    """Create the counter row if needed, lock it and return its ``consumed``."""
+    _insert_ignore(repo, budget_counters, tenant_id=tenant_id, budget_id=budget_id, scope_key=scope_key,
+                   window_key=window_key, consumed=0, window_start=window_start, updated_at=now)
+    c = budget_counters.c
+    q = sa.select(c.consumed).where(c.tenant_id == tenant_id, c.budget_id == budget_id,
+                                    c.scope_key == scope_key, c.window_key == window_key)
+    return int(repo.conn.execute(_locked(repo, q)).scalar_one())
+
+
+def add_to_counter(repo: Repo, tenant_id: str, budget_id: str, scope_key: str, window_key: str,
+                   delta: int, now: datetime) -> None:
+    c = budget_counters.c
+    repo.conn.execute(
+        sa.update(budget_counters)
+        .where(c.tenant_id == tenant_id, c.budget_id == budget_id, c.scope_key == scope_key,
+               c.window_key == window_key)
+        .values(consumed=c.consumed + delta, updated_at=now)
+    )
+
+
+def rolling_sum(repo: Repo, tenant_id: str, budget_id: str, scope_key: str, since: datetime) -> int:
+    """Reserved and settled amounts created after ``since`` (a rolling window's consumption)."""
+    g = budget_ledger.c
+    q = sa.select(sa.func.coalesce(sa.func.sum(g.amount), 0)).where(
+        g.tenant_id == tenant_id, g.budget_id == budget_id, g.scope_key == scope_key,
+        g.created_at > since, g.state.in_(("reserved", "settled")),
+    )
+    return int(repo.conn.execute(q).scalar_one())
+
+
+def counters(repo: Repo, tenant_id: str, budget_id: str, limit: int = 200) -> list[dict[str, Any]]:
+    c = budget_counters.c
+    rows = repo.conn.execute(
+        sa.select(budget_counters).where(c.tenant_id == tenant_id, c.budget_id == budget_id)
+        .order_by(c.updated_at.desc()).limit(limit)
+    ).mappings()
+    return [dict(m) for m in rows]
+
+
+def insert_ledger(repo: Repo, tenant_id: str, row: LedgerRow, now: datetime) -> None:
+    repo.conn.execute(sa.insert(budget_ledger).values(
+        id=row.id, tenant_id=tenant_id, budget_id=row.budget_id, scope_key=row.scope_key,
+        window_key=row.window_key, metric=row.metric, action_id=row.action_id, run_id=row.run_id,
+        amount=row.amount, state=row.state, created_at=row.created_at, updated_at=now,
+    ))
+
+
+def ledger_for_action(repo: Repo, tenant_id: str, action_id: str) -> list[LedgerRow]:
+    g = budget_ledger.c
+    rows = repo.conn.execute(
+        sa.select(budget_ledger).where(g.tenant_id == tenant_id, g.action_id == action_id)
+        .order_by(g.budget_id, g.scope_key)
+    ).mappings()
+    return [LedgerRow(m["id"], m["budget_id"], m["scope_key"], m["window_key"], m["metric"], m["action_id"],
+                      m["run_id"], int(m["amount"]), m["state"], _utc(m["created_at"]) or m["created_at"])
+            for m in rows]
+
+
+def update_ledger(repo: Repo, tenant_id: str, row_id: str, amount: int, state: str, now: datetime) -> bool:
+    """Move a reserved row to settled/released; False if it was not reserved any more."""
+    g = budget_ledger.c
+    return bool(repo.conn.execute(
+        sa.update(budget_ledger)
+        .where(g.tenant_id == tenant_id, g.id == row_id, g.state == "reserved")
+        .values(amount=amount, state=state, updated_at=now)
+    ).rowcount)
+
+
+# -- rate-limit buckets --------------------------------------------------------------
+def lock_bucket(repo: Repo, tenant_id: str, kind: str, key: str, burst: int, now: float) -> tuple[float, float]:
+    """Create a full bucket if needed, lock it and return ``(tokens, updated_at)``."""
+    _insert_ignore(repo, rate_buckets, tenant_id=tenant_id, kind=kind, bucket_key=key,
+                   tokens=float(burst), updated_at=now)
+    b = rate_buckets.c
+    q = sa.select(b.tokens, b.updated_at).where(b.tenant_id == tenant_id, b.kind == kind, b.bucket_key == key)
+    row = repo.conn.execute(_locked(repo, q)).one()
+    return float(row[0]), float(row[1])
+
+
+def set_bucket(repo: Repo, tenant_id: str, kind: str, key: str, tokens: float, now: float) -> None:
+    b = rate_buckets.c
+    repo.conn.execute(
+        sa.update(rate_buckets).where(b.tenant_id == tenant_id, b.kind == kind, b.bucket_key == key)
+        .values(tokens=tokens, updated_at=now)
+    )
+
+
+# -- simulation ----------------------------------------------------------------------
+def actions_in_range(repo: Repo, tenant_id: str, start: datetime | None, end: datetime | None,
+                     limit: int) -> list[tuple[str, dict[str, Any], dict[str, Any], datetime]]:
+    """Recorded actions (id, canonical intent, decision, created_at), oldest first."""
+    a = core.actions.c
+    q = sa.select(a.id, a.intent_json, a.decision_json, a.created_at).where(a.tenant_id == tenant_id)
+    if start is not None:
+        q = q.where(a.created_at >= start)
+    if end is not None:
+        q = q.where(a.created_at < end)
+    rows = repo.conn.execute(q.order_by(a.created_at, a.id).limit(limit)).all()
+    return [(r[0], json.loads(r[1]), json.loads(r[2]), _utc(r[3]) or r[3]) for r in rows]
