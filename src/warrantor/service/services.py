@@ -14,6 +14,7 @@ from warrantor.service.keyring import KeyRing
 from warrantor.service.notarize import Notarizer
 from warrantor.service.notify import Mailer, NullMailer, Notifier
 from warrantor.service.policies import Policies
+from warrantor.service.runs import Guardrails, install_guardrails
 from warrantor.service.sealing import Sealer
 from warrantor.service.tenancy import Tenancy
 from warrantor.service.transparency import Integrator, LogConfig, Transparency, build_log
@@ -31,6 +32,7 @@ class Services:
     notarizer: Notarizer
     actions: Actions
     sweeper: ExpirySweeper
+    guardrails: Guardrails
     transparency: Transparency
     integrator: Integrator
     confirmer: ExecutionConfirmer
@@ -70,12 +72,15 @@ def build_services(
         limits=limits or Limits(),
     )
     policies = Policies(deps)
+    authorizer = Authorizer(deps, policies)
+    guardrails = install_guardrails(deps, policies, authorizer)
     transparency, integrator = build_log(store, data_dir, keyring, clock, log_config or LogConfig())
     return Services(
         deps=deps,
         tenancy=Tenancy(deps),
         policies=policies,
-        authorizer=Authorizer(deps, policies),
+        authorizer=authorizer,
+        guardrails=guardrails,
         approvals=Approvals(deps),
         notarizer=Notarizer(deps),
         actions=Actions(deps),
