@@ -15,6 +15,7 @@ from warrantor.service.sealing import approvals_view
 from warrantor.service.tenancy import require_role
 from warrantor.service.transitions import apply
 from warrantor.store import Repo
+from warrantor.store.repo_humans import cosignatures_view
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def detail(repo: Repo, action: Action) -> dict[str, Any]:
         "intent_digest": action.intent_digest,
         "decision": {k: v for k, v in action.decision.items() if v is not None},
         "approvals": approvals_view(repo.approvals_for(action.tenant_id, action.id)),
-        "cosignatures": [],
+        "cosignatures": cosignatures_view(repo, action.tenant_id, action.id),
         "approval": None,
         "warrant": None,
         "receipt": None,

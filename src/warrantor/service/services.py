@@ -17,6 +17,7 @@ from warrantor.service.policies import Policies
 from warrantor.service.runs import Guardrails, install_guardrails
 from warrantor.service.sealing import Sealer
 from warrantor.service.tenancy import Tenancy
+from warrantor.service.users import Users
 from warrantor.service.transparency import Integrator, LogConfig, Transparency, build_log
 from warrantor.service.confirm_execution import ExecutionConfirmer
 from warrantor.store import Store
@@ -32,6 +33,7 @@ class Services:
     notarizer: Notarizer
     actions: Actions
     sweeper: ExpirySweeper
+    users: Users
     guardrails: Guardrails
     transparency: Transparency
     integrator: Integrator
@@ -72,6 +74,7 @@ def build_services(
         limits=limits or Limits(),
     )
     policies = Policies(deps)
+    approvals = Approvals(deps)
     authorizer = Authorizer(deps, policies)
     guardrails = install_guardrails(deps, policies, authorizer)
     transparency, integrator = build_log(store, data_dir, keyring, clock, log_config or LogConfig())
@@ -81,10 +84,11 @@ def build_services(
         policies=policies,
         authorizer=authorizer,
         guardrails=guardrails,
-        approvals=Approvals(deps),
+        approvals=approvals,
         notarizer=Notarizer(deps),
         actions=Actions(deps),
         sweeper=ExpirySweeper(deps),
+        users=Users(deps, approvals),
         transparency=transparency,
         integrator=integrator,
         confirmer=ExecutionConfirmer(deps),

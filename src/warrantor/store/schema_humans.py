@@ -1,8 +1,73 @@
-"""Tables for the humans area (see the service modules that use them).
+"""Tables for the humans area: users, console sessions, failed logins, cosignatures.
 
-Imported at the end of schema.py so that one metadata holds every table.
+Imported at the end of schema.py so that one metadata holds every table. Queries live in
+``repo_humans.py``; the use cases in ``service/users.py``.
+
+- ``users``: e-mail is unique across the deployment (it is the login name, and a login
+  form has no tenant picker); only an argon2id hash of the password is stored.
+- ``user_sessions``: the session id (160 random bits) lives only in the cookie; the table
+  holds its sha256. Sessions expire after an idle period and after an absolute lifetime.
+- ``login_failures``: one row per failed (or in-flight) login per e-mail, counted over a
+  sliding window to stop password guessing. Keyed by e-mail rather than tenant, because a
+  failed login belongs to no tenant yet.
+- ``cosignatures``: a human's signed attestation on an action, one per user and action.
 """
 
 from __future__ import annotations
 
-from warrantor.store.schema import TS, metadata, tenant_column  # noqa: F401
+import sqlalchemy as sa
+
+from warrantor.store.schema import TS, metadata, tenant_column
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    tenant_column(),
+    sa.Column("email", sa.String(320), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("password_hash", sa.String(255), nullable=False),
+    sa.Column("roles_json", sa.Text, nullable=False),
+    sa.Column("groups_json", sa.Text, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("disabled_at", TS),
+    sa.Index(None, "tenant_id", "created_at"),
+)
+
+user_sessions = sa.Table(
+    "user_sessions",
+    metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True),
+    tenant_column(),
+    sa.Column("user_id", sa.String(64), sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("csrf_token", sa.String(64), nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("last_seen_at", TS, nullable=False),
+    sa.Column("expires_at", TS, nullable=False),
+    sa.Index(None, "user_id"),
+)
+
+login_failures = sa.Table(
+    "login_failures",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("failed_at", TS, nullable=False),
+    sa.Index(None, "email", "failed_at"),
+)
+
+cosignatures = sa.Table(
+    "cosignatures",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    tenant_column(),
+    sa.Column("action_id", sa.String(64), sa.ForeignKey("actions.id"), nullable=False),
+    sa.Column("user_id", sa.String(64), sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("statement", sa.Text),
+    sa.Column("evidence_id", sa.String(64)),
+    sa.Column("created_at", TS, nullable=False),
+    sa.UniqueConstraint("action_id", "user_id"),
+    sa.Index(None, "tenant_id", "action_id"),
+)

@@ -1,0 +1,135 @@
+"""Users, sessions and human decisions: the JSON API behind the console.
+
+- ``POST /v1/users`` / ``GET /v1/users``: a tenant-admin API key or a logged-in admin.
+- ``POST /v1/sessions`` logs in (sets the ``warrantor_session`` cookie and returns the
+  CSRF token); ``GET /v1/sessions/current`` says who is logged in; ``DELETE
+  /v1/sessions/current`` logs out.
+- ``POST /v1/actions/{id}/approve``, ``/deny`` and ``/cosign``: logged-in humans only,
+  with the ``X-CSRF-Token`` header; API keys get 403 ``HUMAN_SESSION_REQUIRED``.
+
+The rules themselves live in ``service/users.py``; this module only maps HTTP onto them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Request
+from pydantic import Field
+from starlette.responses import Response
+
+import orjson
+
+from warrantor.domain.clock import isoformat
+from warrantor.server.console.auth import (
+    COOKIE,
+    AdminTenant,
+    Human,
+    HumanWrite,
+    clear_session_cookie,
+    set_session_cookie,
+)
+from warrantor.server.deps import Svc
+from warrantor.server.problems import request_id_of
+from warrantor.server.schemas import Strict
+from warrantor.service.approvals import DecisionResult
+
+router = APIRouter(tags=["humans"])
+
+
+class UserIn(Strict):
+    email: str = Field(min_length=3, max_length=320)
+    name: str = Field(min_length=1, max_length=200)
+    password: str = Field(min_length=1, max_length=1024)
+    roles: list[Literal["approver", "admin", "auditor"]] = Field(min_length=1, max_length=3)
+    groups: list[str] = Field(default_factory=list, max_length=50)
+
+
+class SessionIn(Strict):
+    email: str = Field(min_length=1, max_length=320)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class DecisionIn(Strict):
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class CosignIn(Strict):
+    statement: str | None = Field(default=None, max_length=2000)
+
+
+@router.post("/v1/users", status_code=201)
+def create_user(body: UserIn, svc: Svc, tenant_id: AdminTenant) -> dict[str, Any]:
+    """Create a console user (never returns the password hash). 409 ``EMAIL_TAKEN``."""
+    user = svc.users.create(
+        tenant_id, email=body.email, name=body.name, password=body.password,
+        roles=list(body.roles), groups=body.groups,
+    )
+    return user.to_dict()
+
+
+@router.get("/v1/users")
+def list_users(svc: Svc, tenant_id: AdminTenant) -> dict[str, Any]:
+    return {"data": [u.to_dict() for u in svc.users.list(tenant_id)]}
+
+
+@router.post("/v1/sessions", status_code=201)
+def login(body: SessionIn, request: Request, svc: Svc) -> Response:
+    """Log in: 201 with the CSRF token and a session cookie; 401 ``INVALID_CREDENTIALS``;
+    429 ``LOGIN_RATE_LIMITED`` after too many failures for the e-mail."""
+    new = svc.users.login(body.email, body.password)
+    payload = {
+        "user": new.user.to_dict(),
+        "csrf_token": new.csrf_token,
+        "expires_at": isoformat(new.expires_at),
+        "request_id": request_id_of(request),
+    }
+    response = Response(orjson.dumps(payload), status_code=201, media_type="application/json")
+    set_session_cookie(request, response, new)
+    return response
+
+
+@router.get("/v1/sessions/current")
+def whoami(us: Human) -> dict[str, Any]:
+    return {"user": us.user.to_dict(), "csrf_token": us.session.csrf_token,
+            "expires_at": isoformat(us.session.expires_at)}
+
+
+@router.delete("/v1/sessions/current", status_code=204)
+def logout(request: Request, svc: Svc, _us: HumanWrite) -> Response:
+    svc.users.logout(request.cookies.get(COOKIE))
+    response = Response(status_code=204)
+    clear_session_cookie(request, response)
+    return response
+
+
+def _decision(result: DecisionResult) -> dict[str, Any]:
+    return {
+        "action_id": result.action_id,
+        "status": result.status.value,
+        "approver": result.approver,
+        "approvals": result.approvals,
+        "quorum": result.quorum,
+    }
+
+
+@router.post("/v1/actions/{action_id}/approve")
+def approve(
+    action_id: str, svc: Svc, us: HumanWrite, body: Annotated[DecisionIn | None, Body()] = None,
+) -> dict[str, Any]:
+    """Approve as the logged-in human. 403 ``NOT_AN_APPROVER``; 409 ``ALREADY_RESOLVED``."""
+    return _decision(svc.users.decide(us, action_id, "approve", body.reason if body else None))
+
+
+@router.post("/v1/actions/{action_id}/deny")
+def deny(action_id: str, body: DecisionIn, svc: Svc, us: HumanWrite) -> dict[str, Any]:
+    """Deny (a veto) as the logged-in human; ``reason`` is required."""
+    return _decision(svc.users.decide(us, action_id, "deny", body.reason))
+
+
+@router.post("/v1/actions/{action_id}/cosign", status_code=201)
+def cosign(
+    action_id: str, svc: Svc, us: HumanWrite, body: Annotated[CosignIn | None, Body()] = None,
+) -> dict[str, Any]:
+    """Record the human's signed cosignature. 409 ``ALREADY_COSIGNED``."""
+    return svc.users.cosign(us, action_id, body.statement if body else None)

@@ -1,0 +1,312 @@
+"""Queries for the humans area: users, sessions, failed logins, cosignatures.
+
+Plain functions over a ``Repo`` (one open transaction). Every tenant-owned query filters on
+``tenant_id``; the two lookups that cannot (a login by e-mail, a session by its hashed id)
+return the row's tenant so the caller binds everything after them to it. The records here
+are frozen dataclasses, built from rows; the password hash never leaves ``UserRecord``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import RowMapping
+
+from warrantor.domain.clock import isoformat
+from warrantor.store.repo import Repo, _req_utc, _utc
+from warrantor.store.schema import actions
+from warrantor.store.schema_humans import cosignatures, login_failures, user_sessions, users
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    tenant_id: str
+    email: str
+    name: str
+    roles: tuple[str, ...]
+    groups: tuple[str, ...]
+    created_at: datetime
+    disabled_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "user_id": self.id,
+            "tenant_id": self.tenant_id,
+            "email": self.email,
+            "name": self.name,
+            "roles": list(self.roles),
+            "groups": list(self.groups),
+            "created_at": isoformat(self.created_at),
+            "disabled": self.disabled_at is not None,
+        }
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    """A user with the stored password hash: only the login path needs the hash."""
+
+    user: User
+    password_hash: str
+
+
+@dataclass(frozen=True)
+class Session:
+    id_hash: str
+    tenant_id: str
+    user_id: str
+    csrf_token: str
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Cosignature:
+    id: str
+    tenant_id: str
+    action_id: str
+    user_id: str
+    email: str
+    name: str
+    statement: str | None
+    evidence_id: str | None
+    created_at: datetime
+
+
+# -- users ------------------------------------------------------------------------------
+def insert_user(repo: Repo, user: User, password_hash: str) -> None:
+    repo.conn.execute(
+        sa.insert(users).values(
+            id=user.id,
+            tenant_id=user.tenant_id,
+            email=user.email,
+            name=user.name,
+            password_hash=password_hash,
+            roles_json=json.dumps(list(user.roles)),
+            groups_json=json.dumps(list(user.groups)),
+            created_at=user.created_at,
+        )
+    )
+
+
+def email_taken(repo: Repo, email: str) -> bool:
+    return repo.conn.execute(sa.select(users.c.id).where(users.c.email == email)).first() is not None
+
+
+def user_by_email(repo: Repo, email: str) -> UserRecord | None:
+    """The login lookup: e-mail is unique across tenants, so this names one tenant."""
+    row = repo.conn.execute(sa.select(users).where(users.c.email == email)).first()
+    return None if row is None else UserRecord(_user(row._mapping), row._mapping["password_hash"])
+
+
+def get_user(repo: Repo, tenant_id: str, user_id: str) -> User | None:
+    row = repo.conn.execute(
+        sa.select(users).where(users.c.tenant_id == tenant_id, users.c.id == user_id)
+    ).first()
+    return None if row is None else _user(row._mapping)
+
+
+def list_users(repo: Repo, tenant_id: str) -> list[User]:
+    rows = repo.conn.execute(
+        sa.select(users).where(users.c.tenant_id == tenant_id).order_by(users.c.created_at, users.c.id)
+    )
+    return [_user(r._mapping) for r in rows]
+
+
+def _user(m: RowMapping) -> User:
+    return User(
+        id=m["id"],
+        tenant_id=m["tenant_id"],
+        email=m["email"],
+        name=m["name"],
+        roles=tuple(json.loads(m["roles_json"])),
+        groups=tuple(json.loads(m["groups_json"])),
+        created_at=_req_utc(m["created_at"]),
+        disabled_at=_utc(m["disabled_at"]),
+    )
+
+
+# -- sessions ---------------------------------------------------------------------------
+def insert_session(repo: Repo, session: Session) -> None:
+    repo.conn.execute(
+        sa.insert(user_sessions).values(
+            id_hash=session.id_hash,
+            tenant_id=session.tenant_id,
+            user_id=session.user_id,
+            csrf_token=session.csrf_token,
+            created_at=session.created_at,
+            last_seen_at=session.last_seen_at,
+            expires_at=session.expires_at,
+        )
+    )
+
+
+def session_by_hash(repo: Repo, id_hash: str) -> Session | None:
+    row = repo.conn.execute(sa.select(user_sessions).where(user_sessions.c.id_hash == id_hash)).first()
+    if row is None:
+        return None
+    m = row._mapping
+    return Session(
+        id_hash=m["id_hash"],
+        tenant_id=m["tenant_id"],
+        user_id=m["user_id"],
+        csrf_token=m["csrf_token"],
+        created_at=_req_utc(m["created_at"]),
+        last_seen_at=_req_utc(m["last_seen_at"]),
+        expires_at=_req_utc(m["expires_at"]),
+    )
+
+
+def touch_session(repo: Repo, id_hash: str, now: datetime) -> None:
+    repo.conn.execute(
+        sa.update(user_sessions).where(user_sessions.c.id_hash == id_hash).values(last_seen_at=now)
+    )
+
+
+def delete_session(repo: Repo, id_hash: str) -> bool:
+    result = repo.conn.execute(sa.delete(user_sessions).where(user_sessions.c.id_hash == id_hash))
+    return bool(result.rowcount)
+
+
+def delete_stale_sessions(repo: Repo, idle_before: datetime, now: datetime) -> int:
+    result = repo.conn.execute(
+        sa.delete(user_sessions).where(
+            sa.or_(user_sessions.c.last_seen_at < idle_before, user_sessions.c.expires_at <= now)
+        )
+    )
+    return int(result.rowcount or 0)
+
+
+# -- failed logins ----------------------------------------------------------------------
+def count_login_failures(repo: Repo, email: str, since: datetime) -> int:
+    q = sa.select(sa.func.count()).select_from(login_failures).where(
+        login_failures.c.email == email, login_failures.c.failed_at > since
+    )
+    return int(repo.conn.execute(q).scalar_one())
+
+
+def oldest_login_failure(repo: Repo, email: str, since: datetime) -> datetime | None:
+    q = sa.select(sa.func.min(login_failures.c.failed_at)).where(
+        login_failures.c.email == email, login_failures.c.failed_at > since
+    )
+    return _utc(repo.conn.execute(q).scalar_one())
+
+
+def insert_login_failure(repo: Repo, failure_id: str, email: str, now: datetime) -> None:
+    repo.conn.execute(sa.insert(login_failures).values(id=failure_id, email=email, failed_at=now))
+
+
+def clear_login_failures(repo: Repo, email: str, older_than: datetime | None = None) -> None:
+    q = sa.delete(login_failures).where(login_failures.c.email == email)
+    if older_than is not None:
+        q = q.where(login_failures.c.failed_at <= older_than)
+    repo.conn.execute(q)
+
+
+# -- cosignatures -----------------------------------------------------------------------
+def insert_cosignature(repo: Repo, c: Cosignature) -> None:
+    repo.conn.execute(
+        sa.insert(cosignatures).values(
+            id=c.id,
+            tenant_id=c.tenant_id,
+            action_id=c.action_id,
+            user_id=c.user_id,
+            email=c.email,
+            name=c.name,
+            statement=c.statement,
+            evidence_id=c.evidence_id,
+            created_at=c.created_at,
+        )
+    )
+
+
+def has_cosigned(repo: Repo, tenant_id: str, action_id: str, user_id: str) -> bool:
+    q = sa.select(cosignatures.c.id).where(
+        cosignatures.c.tenant_id == tenant_id,
+        cosignatures.c.action_id == action_id,
+        cosignatures.c.user_id == user_id,
+    )
+    return repo.conn.execute(q).first() is not None
+
+
+def cosignatures_for(repo: Repo, tenant_id: str, action_id: str) -> list[Cosignature]:
+    rows = repo.conn.execute(
+        sa.select(cosignatures)
+        .where(cosignatures.c.tenant_id == tenant_id, cosignatures.c.action_id == action_id)
+        .order_by(cosignatures.c.created_at, cosignatures.c.id)
+    )
+    return [
+        Cosignature(
+            id=m["id"], tenant_id=m["tenant_id"], action_id=m["action_id"], user_id=m["user_id"],
+            email=m["email"], name=m["name"], statement=m["statement"],
+            evidence_id=m["evidence_id"], created_at=_req_utc(m["created_at"]),
+        )
+        for m in (r._mapping for r in rows)
+    ]
+
+
+def cosignatures_view(repo: Repo, tenant_id: str, action_id: str) -> list[dict[str, Any]]:
+    """What ``GET /v1/actions/{id}`` shows under ``cosignatures``."""
+    out: list[dict[str, Any]] = []
+    for c in cosignatures_for(repo, tenant_id, action_id):
+        ev = repo.get_evidence(tenant_id, c.evidence_id) if c.evidence_id else None
+        out.append({
+            "cosignature_id": c.id,
+            "user_id": c.user_id,
+            "email": c.email,
+            "name": c.name,
+            "statement": c.statement,
+            "created_at": isoformat(c.created_at),
+            "envelope": ev.envelope if ev else None,
+            "log_index": ev.log_index if ev else None,
+        })
+    return out
+
+
+# -- console statistics -----------------------------------------------------------------
+def decisions_by_day(repo: Repo, tenant_id: str, since: datetime) -> list[tuple[str, str, int]]:
+    """(UTC day ``YYYY-MM-DD``, decision effect, count) for actions created since ``since``.
+
+    The effect is read from the stored decision document inside the database (SQLite
+    ``json_extract``, PostgreSQL ``->>``), so the page costs one grouped scan of the
+    tenant's recent rows, not one JSON parse per action in Python.
+    """
+    col = actions.c.decision_json
+    if repo.dialect == "postgresql":
+        effect: Any = sa.cast(col, postgresql.JSONB)["effect"].astext
+        day: Any = sa.func.to_char(sa.func.timezone("UTC", actions.c.created_at), "YYYY-MM-DD")
+    else:
+        effect = sa.func.json_extract(col, "$.effect")
+        day = sa.func.substr(sa.cast(actions.c.created_at, sa.String), 1, 10)
+    q = (
+        sa.select(day.label("day"), effect.label("effect"), sa.func.count().label("n"))
+        .where(actions.c.tenant_id == tenant_id, actions.c.created_at >= since)
+        .group_by(day, effect)
+    )
+    return [(str(r.day), str(r.effect or "unknown"), int(r.n)) for r in repo.conn.execute(q)]
+
+
+def pending_created_at(repo: Repo, tenant_id: str, limit: int = 5000) -> list[datetime]:
+    """Creation times of the tenant's actions awaiting approval, oldest first."""
+    q = (
+        sa.select(actions.c.created_at)
+        .where(actions.c.tenant_id == tenant_id, actions.c.status == "pending_approval")
+        .order_by(actions.c.created_at)
+        .limit(limit)
+    )
+    return [_req_utc(r[0]) for r in repo.conn.execute(q)]
+
+
+def count_by_status(repo: Repo, tenant_id: str) -> dict[str, int]:
+    q = (
+        sa.select(actions.c.status, sa.func.count())
+        .where(actions.c.tenant_id == tenant_id)
+        .group_by(actions.c.status)
+    )
+    return {str(r[0]): int(r[1]) for r in repo.conn.execute(q)}
