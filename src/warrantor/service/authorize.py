@@ -414,6 +414,17 @@ class Authorizer:
                 intent_digest=intent_digest, decision=decision, approvals=[], parent=p.parent,
                 issued_at=now, reason_code=self._deny_code(draft),
             )
+        elif (draft.effect is Effect.CONFIRM and p.intent.authorization_id and guarded
+              and draft.confirmation is not None):
+            # ``confirm`` under an end-user grant waits for the end user: a single-use nonce
+            # (stored hashed by the grant area's ConfirmationGuard in this transaction) and
+            # an approval request for "end-user" whose expiry the sweeper enforces.
+            status = Status.PENDING_CONFIRMATION
+            nonce_expires = now + timedelta(seconds=draft.confirmation["nonce_ttl_seconds"])
+            draft.confirmation.update(
+                confirm_nonce="cnf_" + random_token(160), action_id=action_id, expires_at=nonce_expires
+            )
+            request = ApprovalRequest(action_id, p.tenant_id, ("end-user",), 1, nonce_expires, now)
         else:
             # ``confirm`` without an end-user grant is held for a human, like require_approval.
             status = Status.PENDING_APPROVAL
@@ -446,6 +457,10 @@ class Authorizer:
                 repo.insert_approval_codes(codes)
             if sealed is not None:
                 record(repo, [(sealed, p.tenant_id, action_id)], now)
+            self._d.events.emit(repo, p.tenant_id, f"action.{status.value}", {
+                "action_id": action_id, "status": status.value, "action_type": action.action_type,
+                "agent_id": action.agent_id,
+                "reason_code": self._deny_code(draft) if status is Status.DENIED else draft.reason})
 
         self._d.store.write(job)
         self._d.notifier.notify(action_id)
@@ -493,6 +508,13 @@ class Authorizer:
                 "approvers": list(request.approvers),
                 "quorum": request.quorum,
                 "expires_at": isoformat(request.expires_at),
+            }
+        if status is Status.PENDING_CONFIRMATION and draft.confirmation is not None:
+            body.pop("approval", None)
+            body["confirmation"] = {
+                "confirm_nonce": draft.confirmation["confirm_nonce"],
+                "confirm_prompt_hint": draft.confirmation.get("confirm_prompt_hint"),
+                "expires_at": isoformat(draft.confirmation["expires_at"]),
             }
         return body
 

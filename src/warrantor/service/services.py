@@ -12,14 +12,17 @@ from warrantor.service.authorize import Authorizer
 from warrantor.service.context import Deps, Limits
 from warrantor.service.keyring import KeyRing
 from warrantor.service.notarize import Notarizer
-from warrantor.service.notify import Mailer, NullMailer, Notifier
+from warrantor.service.notify import Mailer, Notifier, NullMailer
 from warrantor.service.policies import Policies
 from warrantor.service.runs import Guardrails, install_guardrails
 from warrantor.service.sealing import Sealer
 from warrantor.service.tenancy import Tenancy
-from warrantor.service.users import Users
 from warrantor.service.transparency import Integrator, LogConfig, Transparency, build_log
 from warrantor.service.confirm_execution import ExecutionConfirmer
+from warrantor.service.users import Users
+from warrantor.service.grants import Grants
+from warrantor.service.grants import install as install_grants
+from warrantor.service.webhooks import WebhookDispatcher, WebhookEvents, Webhooks
 from warrantor.store import Store
 
 
@@ -33,11 +36,14 @@ class Services:
     notarizer: Notarizer
     actions: Actions
     sweeper: ExpirySweeper
-    users: Users
     guardrails: Guardrails
     transparency: Transparency
     integrator: Integrator
     confirmer: ExecutionConfirmer
+    users: Users
+    grants: Grants
+    webhooks: Webhooks
+    webhook_dispatcher: WebhookDispatcher
 
     @property
     def store(self) -> Store:
@@ -74,9 +80,11 @@ def build_services(
         limits=limits or Limits(),
     )
     policies = Policies(deps)
-    approvals = Approvals(deps)
     authorizer = Authorizer(deps, policies)
     guardrails = install_guardrails(deps, policies, authorizer)
+    grants = install_grants(deps, authorizer)
+    deps.events = WebhookEvents(deps)
+    approvals = Approvals(deps)
     transparency, integrator = build_log(store, data_dir, keyring, clock, log_config or LogConfig())
     return Services(
         deps=deps,
@@ -88,8 +96,11 @@ def build_services(
         notarizer=Notarizer(deps),
         actions=Actions(deps),
         sweeper=ExpirySweeper(deps),
-        users=Users(deps, approvals),
         transparency=transparency,
         integrator=integrator,
         confirmer=ExecutionConfirmer(deps),
+        users=Users(deps, approvals),
+        grants=grants,
+        webhooks=Webhooks(deps),
+        webhook_dispatcher=WebhookDispatcher(deps),
     )
