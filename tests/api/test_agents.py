@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from support import Env
-
 from warrantor.demo import demo_bundle
 
 H1 = "sha256:" + "ab" * 32  # the hash env.authorize sends by default
