@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio.to_thread
 from fastapi import FastAPI
 
 from warrantor import __version__
@@ -90,6 +91,8 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Sync routes run in this many threads; long-polls are async and hold none.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         sweeper.start()
         svc.integrator.start()
         try:

@@ -26,6 +26,7 @@ class Settings:
     notarize_grace_seconds: int = 3600
     default_approval_ttl_seconds: int = 86400
     max_body_bytes: int = 1_048_576
+    request_threads: int = 40
     sweep_interval_seconds: float = 5.0
     log_origin: str = "warrantor.local/log"
     integrate_interval_ms: int = 500
