@@ -23,11 +23,12 @@ def make_user(env: Env, email: str, *, roles: list[str] | None = None, groups: l
               admin_key: str | None = None) -> dict[str, Any]:
     headers = bearer(admin_key) if admin_key else env.h("admin")
     r = env.client.post("/v1/users", headers=headers, json={
-        "email": email, "name": email.split("@")[0].title(), "password": PASSWORD,
+        "email": email, "name": email.split("@", maxsplit=1)[0].title(), "password": PASSWORD,
         "roles": roles or ["approver"], "groups": groups if groups is not None else ["finance-leads"],
     })
     assert r.status_code == 201, r.text
-    return r.json()
+    body: dict[str, Any] = r.json()
+    return body
 
 
 def login(env: Env, email: str, password: str = PASSWORD) -> tuple[TestClient, str]:
@@ -244,7 +245,8 @@ def test_a_quorum_of_two_needs_two_distinct_people(env: Env) -> None:
     second = root.post(f"/v1/actions/{action_id}/approve", json={}, headers={"X-CSRF-Token": root_csrf})
     assert second.status_code == 200 and second.json()["status"] == "approved"
     assert second.json()["approvals"] == 2
-    approvers = {a["approver"] for a in env.client.get(f"/v1/actions/{action_id}", headers=env.h("agent")).json()["approvals"]}
+    detail = env.client.get(f"/v1/actions/{action_id}", headers=env.h("agent")).json()
+    approvers = {a["approver"] for a in detail["approvals"]}
     assert approvers == {"alice@example.com", "root@example.com"}
 
 

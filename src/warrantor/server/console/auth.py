@@ -47,13 +47,15 @@ def clear_session_cookie(request: Request, response: Response) -> None:
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="lax", secure=_secure(request))
 
 
-def set_login_token(request: Request, response: Response) -> str:
-    token = random_token(160)
+def new_login_token() -> str:
+    return random_token(160)
+
+
+def set_login_cookie(request: Request, response: Response, token: str) -> None:
     response.set_cookie(
         LOGIN_COOKIE, token, max_age=3600, path="/console", httponly=True, samesite="lax",
         secure=_secure(request),
     )
-    return token
 
 
 def check_login_token(request: Request, submitted: str | None) -> None:

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import APIRouter, Body, Request
 from pydantic import Field
 from starlette.responses import Response
-
-import orjson
 
 from warrantor.domain.clock import isoformat
 from warrantor.server.console.auth import (
