@@ -214,3 +214,15 @@ def test_guard_refuses_the_wrong_kind_of_function() -> None:
         sync.guard("x")(coro)
     with pytest.raises(TypeError, match=r"use Client\.guard"):
         asynchronous.guard("x")(plain)  # type: ignore[arg-type]
+
+
+def test_the_sdk_imports_no_server_code() -> None:
+    """An agent installs the SDK without the server's stack: importing it must not pull it in."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, warrantor.client; print(sorted(m for m in sys.modules if m.split('.')[0] in "
+             "('fastapi', 'starlette', 'sqlalchemy', 'pydantic') or m.startswith(('warrantor.server', "
+             "'warrantor.service', 'warrantor.store'))))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
