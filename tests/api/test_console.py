@@ -264,3 +264,22 @@ def test_charts_escape_text_and_scale_to_the_data() -> None:
     assert "<script>" not in svg and "&lt;script&gt;" in svg
     assert svg.count("<rect") == 3
     assert charts.nice_max(0) == 4 and charts.nice_max(7) == 10 and charts.nice_max(130) == 200
+
+
+def test_decision_counts_per_day_on_both_stores(store_env: Env) -> None:
+    from datetime import timedelta
+
+    from warrantor.store import repo_humans
+
+    env = store_env
+    held(env)
+    env.authorize()
+    env.authorize()
+    env.authorize(payload={**WIRE, "amount_minor": 200_000_000})
+    now = env.services.deps.clock.now()
+    with env.services.store.read() as repo:
+        rows = repo_humans.decisions_by_day(repo, env.tenant_id, now - timedelta(days=1))
+        none = repo_humans.decisions_by_day(repo, "ten_other", now - timedelta(days=1))
+    today = now.strftime("%Y-%m-%d")
+    assert sorted(rows) == [(today, "allow", 2), (today, "deny", 1), (today, "require_approval", 1)]
+    assert none == []

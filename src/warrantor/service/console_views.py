@@ -202,7 +202,7 @@ def _age_buckets(created: list[datetime], now: datetime) -> list[dict[str, Any]]
 
 def budgets(svc: Services, us: UserSession) -> dict[str, Any] | None:
     """Budget consumption from the budgets service when the deployment has one."""
-    service = getattr(svc, "budgets", None)
+    service = getattr(getattr(svc, "guardrails", None), "budgets", None) or getattr(svc, "budgets", None)
     if service is None or not hasattr(service, "overview"):
         return None
     reader = Principal(tenant_id=us.tenant_id, role=Role.AUDITOR, user_id=us.user.id)
