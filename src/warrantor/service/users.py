@@ -299,7 +299,8 @@ class Users:
         def job(repo: Repo) -> int:
             if rh.has_cosigned(repo, us.tenant_id, action_id, us.user.id):
                 raise ConflictError("you have already cosigned this action", code="ALREADY_COSIGNED")
-            index = record(repo, [(sealed, us.tenant_id, action_id)], now)
+            items: list[tuple[Sealed, str, str | None]] = [(sealed, us.tenant_id, action_id)]
+            index = record(repo, items, now)
             rh.insert_cosignature(repo, row)
             return index
 
