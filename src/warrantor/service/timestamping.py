@@ -4,8 +4,8 @@ Two implementations of ``evidence.tsa.TimestampAuthority``:
 
 - the built-in TSA (``BuiltinTSA``): an ECDSA P-256 root and TSA certificate generated at
   first start under ``<data_dir>/tsa/`` (``root.pem``, ``tsa.pem``, ``tsa.key`` with mode
-  0600), serial numbers drawn from the persisted counter ``tsa_serial`` so that they stay
-  unique across restarts and processes;
+  0600), serial numbers reserved in blocks from the persisted counter ``tsa_serial`` so that
+  they stay unique across restarts and processes;
 - ``RemoteTSA``: an RFC 3161 client that POSTs ``application/timestamp-query`` to
   ``WARRANTOR_TSA_URL`` (RFC 3161 section 3.4) and checks that the token it gets back covers
   the bytes it asked for, chaining to the configured root (``WARRANTOR_TSA_ROOT_CERT``).
@@ -20,6 +20,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -99,12 +100,29 @@ def ensure_chain(directory: Path, common_name: str = "Warrantor built-in TSA") -
     return _load_chain(directory)
 
 
-def serial_source(store: Store) -> Callable[[], int]:
-    """Fresh TSA serial numbers (1, 2, ...) from the persisted counter ``tsa_serial``.
+class SerialSource:
+    """Fresh TSA serial numbers from the persisted counter ``tsa_serial``, reserved in blocks.
 
-    Each call is its own committed write, so it must not run inside a write job.
+    A block of ``block`` numbers is reserved with one committed write, so a restart or
+    another process never reuses a number (unused ones of a block are skipped: RFC 3161
+    asks for unique serials, not consecutive ones). The reservation is its own write, so
+    it must not run inside a write job.
     """
-    return lambda: store.write(lambda repo: repo.next_counter(SERIAL_COUNTER)) + 1
+
+    def __init__(self, store: Store, block: int = 64) -> None:
+        self._store = store
+        self._block = block
+        self._next = self._end = 0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> int:
+        with self._lock:
+            if self._next >= self._end:
+                start = self._store.write(lambda repo: repo.next_counter(SERIAL_COUNTER, self._block))
+                self._next, self._end = start + 1, start + 1 + self._block
+            serial = self._next
+            self._next += 1
+            return serial
 
 
 def open_tsa(
@@ -119,4 +137,4 @@ def open_tsa(
         log.info("using the external TSA at %s", tsa_url)
         return RemoteTSA(tsa_url, root), root
     chain = ensure_chain(data_dir / "tsa")
-    return BuiltinTSA(chain, serial_source(store), clock), chain.root_cert_pem.decode()
+    return BuiltinTSA(chain, SerialSource(store), clock), chain.root_cert_pem.decode()

@@ -292,7 +292,10 @@ class Integrator:
             self.ensure_initial()
         except Exception:
             log.exception("publishing the initial checkpoint failed")
-        while not self._stop.wait(self.interval):
+        next_run = time.monotonic() + self.interval
+        while not self._stop.wait(max(0.0, next_run - time.monotonic())):
+            next_run += self.interval  # a fixed rate: a slow cycle does not push the next one back
+            next_run = max(next_run, time.monotonic())
             try:
                 if self.cycle() is None and self._lock_conn is None:
                     self._tree.sync()  # a follower keeps its tree current for proofs
