@@ -40,9 +40,10 @@ from warrantor.policy.normalize import build_input
 from warrantor.service.context import Deps
 from warrantor.service.intent import Intent
 from warrantor.service.policies import ActivePolicy, Policies
-from warrantor.service.sealing import Sealed, record
+from warrantor.service.sealing import Sealed, prepare, record
 from warrantor.service.tenancy import require_role
 from warrantor.store import Repo, UniqueViolationError
+from warrantor.store.repo import action_values
 
 DEFAULT_APPROVERS = ("tenant-admins",)
 
@@ -445,18 +446,21 @@ class Authorizer:
             api_key_id=principal.key_id, parent=p.parent,
         )
 
+        row = action_values(action)
+        evidence_rows = prepare([(sealed, p.tenant_id, action_id)], now) if sealed is not None else []
+
         def job(repo: Repo) -> None:
             if p.idempotency_key and repo.action_by_idempotency_key(p.tenant_id, p.idempotency_key):
                 raise UniqueViolationError("idempotency key already used")
             if guarded:
                 for guard in self.guards:
                     guard.reserve(repo, principal, action_id, p.intent, draft, now)
-            repo.insert_action(action)
+            repo.insert_action(row)
             if request is not None:
                 repo.insert_approval_request(request)
                 repo.insert_approval_codes(codes)
-            if sealed is not None:
-                record(repo, [(sealed, p.tenant_id, action_id)], now)
+            if evidence_rows:
+                record(repo, evidence_rows, now)
             self._d.events.emit(repo, p.tenant_id, f"action.{status.value}", {
                 "action_id": action_id, "status": status.value, "action_type": action.action_type,
                 "agent_id": action.agent_id,

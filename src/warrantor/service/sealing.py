@@ -29,6 +29,7 @@ from warrantor.evidence.statement import (
     sign_statement,
 )
 from warrantor.store import Repo
+from warrantor.store.repo import evidence_values
 
 
 @dataclass(frozen=True)
@@ -173,14 +174,19 @@ class Sealer:
         )
 
 
-def record(repo: Repo, sealed: list[tuple[Sealed, str, str | None]], now: datetime) -> int:
-    """Insert evidence rows (sealed, tenant, action) and sequence their log entries.
+def prepare(sealed: list[tuple[Sealed, str, str | None]], now: datetime) -> list[dict[str, Any]]:
+    """Evidence rows (sealed, tenant, action), encoded outside the write job."""
+    return [evidence_values(item.to_record(tenant_id, action_id, now)) for item, tenant_id, action_id in sealed]
 
-    Returns the log index of the first; the others follow densely, in order.
+
+def record(repo: Repo, sealed: list[tuple[Sealed, str, str | None]] | list[dict[str, Any]], now: datetime) -> int:
+    """Insert evidence rows and sequence their log entries at dense indices, in one go.
+
+    Takes sealed items or rows from ``prepare``; returns the log index of the first, the
+    others follow in order.
     """
-    for item, tenant_id, action_id in sealed:
-        repo.insert_evidence(item.to_record(tenant_id, action_id, now))
-    return repo.append_log_entries([(bytes.fromhex(item.digest), item.evidence_id) for item, _, _ in sealed], now)
+    rows = [dict(r) for r in sealed] if sealed and isinstance(sealed[0], dict) else prepare(sealed, now)  # type: ignore[arg-type]
+    return repo.sequence_evidence(rows, now)
 
 
 def envelope_digest(envelope: dict[str, Any]) -> str:

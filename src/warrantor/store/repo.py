@@ -197,33 +197,10 @@ class Repo:
         return {r._mapping["mode"]: (r._mapping["bundle_hash"], _req_utc(r._mapping["activated_at"])) for r in rows}
 
     # -- actions ---------------------------------------------------------------------
-    def insert_action(self, a: Action) -> None:
-        self.conn.execute(
-            sa.insert(s.actions).values(
-                id=a.id,
-                tenant_id=a.tenant_id,
-                status=a.status.value,
-                action_type=a.action_type,
-                agent_id=a.agent_id,
-                run_id=a.run_id,
-                parent_action_id=a.parent_action_id,
-                parent_json=_dumps(a.parent) if a.parent else None,
-                api_key_id=a.api_key_id,
-                intent_json=_dumps(a.intent),
-                intent_digest=a.intent_digest,
-                decision_json=_dumps(a.decision),
-                idempotency_key=a.idempotency_key,
-                request_hash=a.request_hash,
-                response_status=a.response_status,
-                response_json=_dumps(a.response),
-                warrant_id=a.warrant_id,
-                warrant_expires_at=a.warrant_expires_at,
-                receipt_id=a.receipt_id,
-                legal_hold=a.legal_hold,
-                created_at=a.created_at,
-                updated_at=a.updated_at,
-            )
-        )
+    def insert_action(self, a: Action | dict[str, Any]) -> None:
+        """Insert an action; pass ``action_values(a)`` computed outside the write job to keep
+        JSON encoding off the single writer thread."""
+        self.conn.execute(_INSERT_ACTION, a if isinstance(a, dict) else action_values(a))
 
     def get_action(self, tenant_id: str, action_id: str, *, for_update: bool = False) -> Action | None:
         q = sa.select(s.actions).where(s.actions.c.tenant_id == tenant_id, s.actions.c.id == action_id)
@@ -402,6 +379,23 @@ class Repo:
         ]
 
     # -- evidence and the log --------------------------------------------------------
+    def sequence_evidence(self, rows: list[dict[str, Any]], now: datetime) -> int:
+        """Insert evidence rows (from ``evidence_values``) at dense log indices, with their
+        log entries, in two multi-row statements; returns the first index.
+
+        The ``log_size`` counter's row lock is held to commit, so indices are assigned in
+        commit order across every process sharing the database.
+        """
+        first = self.next_counter("log_size", len(rows))
+        entries = []
+        for i, row in enumerate(rows):
+            row["log_index"] = first + i
+            entries.append({"idx": first + i, "entry": bytes.fromhex(row["envelope_digest"]),
+                            "evidence_id": row["id"], "created_at": now})
+        self.conn.execute(_INSERT_EVIDENCE, rows)
+        self.conn.execute(_INSERT_LOG_ENTRY, entries)
+        return first
+
     def insert_evidence(self, e: Evidence) -> None:
         self.conn.execute(
             sa.insert(s.evidence).values(
@@ -501,6 +495,48 @@ class Repo:
             (m["keyid"], bytes(m["public_key"]), _req_utc(m["not_before"]), _utc(m["not_after"]))
             for m in (r._mapping for r in rows)
         ]
+
+
+_INSERT_ACTION = sa.insert(s.actions)
+_INSERT_EVIDENCE = sa.insert(s.evidence)
+_INSERT_LOG_ENTRY = sa.insert(s.log_entries)
+
+
+def action_values(a: Action) -> dict[str, Any]:
+    """The row for an action, JSON already encoded (cheap to insert in the writer)."""
+    return {
+        "id": a.id,
+        "tenant_id": a.tenant_id,
+        "status": a.status.value,
+        "action_type": a.action_type,
+        "agent_id": a.agent_id,
+        "run_id": a.run_id,
+        "parent_action_id": a.parent_action_id,
+        "parent_json": _dumps(a.parent) if a.parent else None,
+        "api_key_id": a.api_key_id,
+        "intent_json": _dumps(a.intent),
+        "intent_digest": a.intent_digest,
+        "decision_json": _dumps(a.decision),
+        "idempotency_key": a.idempotency_key,
+        "request_hash": a.request_hash,
+        "response_status": a.response_status,
+        "response_json": _dumps(a.response),
+        "warrant_id": a.warrant_id,
+        "warrant_expires_at": a.warrant_expires_at,
+        "receipt_id": a.receipt_id,
+        "execution_json": _dumps(a.execution) if a.execution is not None else None,
+        "legal_hold": a.legal_hold,
+        "created_at": a.created_at,
+        "updated_at": a.updated_at,
+    }
+
+
+def evidence_values(e: Evidence) -> dict[str, Any]:
+    return {
+        "id": e.id, "tenant_id": e.tenant_id, "kind": e.kind, "action_id": e.action_id,
+        "envelope_json": _dumps(e.envelope), "envelope_digest": e.envelope_digest,
+        "log_index": e.log_index, "timestamp_token": e.timestamp_token, "created_at": e.created_at,
+    }
 
 
 def _action(m: RowMapping) -> Action:
