@@ -31,7 +31,10 @@ def test_operator_creates_tenant_and_keys_admin_creates_more(env: Env) -> None:
 
 def test_invalid_bundle_lists_every_problem_with_lines(env: Env) -> None:
     bad = {
-        "cedar": 'permit (principal, action, resource);\n@id("x") @effect("maybe")\nforbid (principal, action, resource);\n',
+        "cedar": (
+            "permit (principal, action, resource);\n"
+            '@id("x") @effect("maybe")\nforbid (principal, action, resource);\n'
+        ),
         "schema": demo_bundle()["schema"],
         "config": {"budgets": [{"id": "b", "metric": "nope"}]},
     }

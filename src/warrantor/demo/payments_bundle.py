@@ -19,7 +19,7 @@ def _read(name: str) -> str:
 
 def demo_bundle() -> dict[str, Any]:
     """The raw bundle ``{"cedar", "schema", "config"}``; config is the parsed YAML, as JSON."""
-    from warrantor.policy.config import load_yaml_config  # noqa: PLC0415 - keep demo import light
+    from warrantor.policy.config import load_yaml_config
 
     return {
         "cedar": _read("payments.cedar"),

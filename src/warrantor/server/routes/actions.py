@@ -7,11 +7,10 @@ import time
 from datetime import datetime
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Header, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
-
-import orjson
 
 from warrantor.domain.clock import parse_time
 from warrantor.domain.lifecycle import Status, is_terminal
