@@ -77,6 +77,9 @@ def verify(secret: str, headers: dict[str, str], body: bytes) -> bool:
 
 
 def subscribe(env: Env, url: str, events: list[str], key: str | None = None) -> dict[str, Any]:
+    # The tests drive their own dispatchers (fast backoff); the app's, if its lifespan
+    # started one, must not claim deliveries behind their backs.
+    env.services.webhook_dispatcher.stop()
     r = env.client.post("/v1/webhooks", json={"url": url, "events": events},
                         headers=bearer(key) if key else env.h("admin"))
     assert r.status_code == 201, r.text
