@@ -141,6 +141,7 @@ _BY_CODE: dict[str, type[WarrantorError]] = {
     "CUMULATIVE_BUDGET_EXCEEDED": ActionDeniedError,
     "AGENT_NOT_REGISTERED": ActionDeniedError,
     "INSTRUCTION_HASH_MISMATCH": ActionDeniedError,
+    "GRANT_DENIED": ActionDeniedError,
     "INTEGRITY_INVALID_ATTESTATION": EvidenceError,
 }
 

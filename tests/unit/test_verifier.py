@@ -47,7 +47,7 @@ INTENT = {"tool": "payments.transfer", "args": {"amount": 100, "currency": "EUR"
 
 @pytest.fixture(scope="module")
 def tsa_chain() -> TSAChain:
-    return generate_chain("Warrantor Test TSA")
+    return generate_chain("Warrantor Test TSA", now=NOW)  # tokens are stamped at NOW, fixed at import
 
 
 def receipt(

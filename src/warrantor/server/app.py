@@ -95,9 +95,11 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         sweeper.start()
         svc.integrator.start()
+        svc.webhook_dispatcher.start()
         try:
             yield
         finally:
+            svc.webhook_dispatcher.close()
             svc.integrator.stop()
             sweeper.stop()
 

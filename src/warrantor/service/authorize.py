@@ -242,6 +242,8 @@ class Authorizer:
             Effect.ALLOW: Status.AUTHORIZED,
             Effect.DENY: Status.DENIED,
         }.get(draft.effect, Status.PENDING_APPROVAL)
+        if draft.effect is Effect.CONFIRM and intent.authorization_id:
+            would_be = Status.PENDING_CONFIRMATION
         return {"status": would_be.value, "decision": draft.to_dict(), "intent_digest": intent.digest()}
 
     # -- identify and idempotency ------------------------------------------------------
