@@ -1,13 +1,15 @@
 """First start: operator key, and with ``--demo`` a demo tenant with keys and a policy.
 
-The demo credentials are written to ``<data_dir>/demo.json`` (mode 0600) so that the
-README's walkthrough can read them; nothing secret is printed twice.
+The demo credentials (API keys per role, and a console approver's e-mail and password) are
+written to ``<data_dir>/demo.json`` (mode 0600) so that the README's walkthrough can read
+them; nothing secret is printed.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 from typing import TextIO
 
 from warrantor.demo import demo_bundle
@@ -25,9 +27,11 @@ def prepare(settings: Settings, out: TextIO) -> Services:
         print(f"Operator key (shown once, also saved to {path}):\n  {generated}", file=out)
     if settings.demo and not (settings.data_dir / "demo.json").exists():
         demo = create_demo(services)
+        demo.update(create_demo_approver(services, demo["tenant_id"]))
         _write_secret(settings.data_dir / "demo.json", json.dumps(demo, indent=2) + "\n")
         where = settings.data_dir / "demo.json"
-        print(f"Demo tenant {demo['tenant_id']} with the payments policy; keys in {where}", file=out)
+        print(f"Demo tenant {demo['tenant_id']} with the payments policy; keys and the console", file=out)
+        print(f"login ({demo['console_email']}) in {where}", file=out)
     return services
 
 
@@ -40,6 +44,17 @@ def create_demo(services: Services) -> dict[str, str]:
     bundle, _ = services.policies.upload(tenant.id, demo_bundle())
     services.policies.activate(tenant.id, bundle.hash, "enforce")
     return {"tenant_id": tenant.id, "bundle_hash": bundle.hash, **{f"{r}_key": k for r, k in keys.items()}}
+
+
+def create_demo_approver(services: Services, tenant_id: str) -> dict[str, str]:
+    """A console user in finance-leads (approver and admin), so the demo can be approved."""
+    email = f"approver-{tenant_id.removeprefix('ten_')[:10]}@demo.example"
+    password = secrets.token_urlsafe(18)
+    services.users.create(
+        tenant_id, email=email, name="Demo Approver", password=password,
+        roles=["approver", "admin"], groups=["finance-leads"],
+    )
+    return {"console_email": email, "console_password": password}
 
 
 def _write_secret(path: os.PathLike[str], text: str) -> None:
