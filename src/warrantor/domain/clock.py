@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import secrets
 import threading
 from datetime import UTC, datetime, timedelta
@@ -41,17 +42,15 @@ class IdFactory(Protocol):
         ...
 
 
-_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
+_RFC4648 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+_CROCKFORD = str.maketrans(_RFC4648, "0123456789abcdefghjkmnpqrstvwxyz")  # lower case, no i l o u
 
 
 def random_token(nbits: int) -> str:
-    """``nbits`` (rounded up to a multiple of 5) of CSPRNG output in Crockford base32."""
-    n = secrets.randbits(nbits + (-nbits % 5))
-    chars = []
-    for _ in range((nbits + 4) // 5):
-        chars.append(_ALPHABET[n & 31])
-        n >>= 5
-    return "".join(chars)
+    """At least ``nbits`` of CSPRNG output as ``ceil(nbits / 5)`` Crockford base32 characters."""
+    nchars = (nbits + 4) // 5
+    raw = base64.b32encode(secrets.token_bytes((nchars * 5 + 7) // 8)).decode()
+    return raw[:nchars].translate(_CROCKFORD)
 
 
 class RandomIds:

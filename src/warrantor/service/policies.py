@@ -4,12 +4,16 @@ Bundles are kept forever by their sha256. Activation per tenant and mode (``enfo
 ``shadow``) is itself evidence: a signed policy statement goes into the log, so an auditor
 can tell which bundle was in force when.
 
-Compiled engines are cached by bundle hash: a bundle never changes once stored.
+Compiled engines are cached by bundle hash: a bundle never changes once stored. Which
+bundle is active per tenant is cached for ``ACTIVE_CACHE_SECONDS``: an activation takes
+effect at once in the process that made it, and within that time in the other processes
+sharing the database.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +29,7 @@ from warrantor.service.sealing import record
 from warrantor.store import Repo
 
 MODES = ("enforce", "shadow")
+ACTIVE_CACHE_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,7 @@ class Policies:
         self._engines: OrderedDict[str, Compiled] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
+        self._active: dict[str, tuple[float, dict[str, tuple[str, datetime]]]] = {}
 
     def upload(self, tenant_id: str, raw: dict[str, Any]) -> tuple[PolicyBundle, bool]:
         bundle = parse_bundle(raw)
@@ -91,10 +97,12 @@ class Policies:
             repo.activate_bundle(tenant_id, mode, bundle_hash, now, sealed.evidence_id)
 
         self._d.store.write(job)
+        self._forget_active(tenant_id)
         return {"bundle_hash": bundle_hash, "mode": mode, "activated_at": now, "evidence_id": sealed.evidence_id}
 
     def deactivate(self, tenant_id: str, mode: str) -> None:
         self._d.store.write(lambda repo: repo.deactivate(tenant_id, mode))
+        self._forget_active(tenant_id)
 
     def get(self, tenant_id: str, bundle_hash: str) -> PolicyBundle:
         with self._lock:
@@ -128,7 +136,7 @@ class Policies:
     def active(self, repo: Repo, tenant_id: str) -> dict[str, ActivePolicy]:
         """The bundles in force for a tenant, by mode, read within the caller's transaction."""
         out: dict[str, ActivePolicy] = {}
-        for mode, (bundle_hash, activated_at) in repo.active_bundles(tenant_id).items():
+        for mode, (bundle_hash, activated_at) in self._active_rows(repo, tenant_id).items():
             with self._lock:
                 hit = self._engines.get(bundle_hash)
             if hit is None:
@@ -138,6 +146,23 @@ class Policies:
                 hit = self._remember(parse_bundle(row[0]))
             out[mode] = ActivePolicy(hit, mode, activated_at)
         return out
+
+    def _active_rows(self, repo: Repo, tenant_id: str) -> dict[str, tuple[str, datetime]]:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._active.get(tenant_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        rows = repo.active_bundles(tenant_id)
+        with self._lock:
+            if len(self._active) > 10_000:
+                self._active.clear()
+            self._active[tenant_id] = (now + ACTIVE_CACHE_SECONDS, rows)
+        return rows
+
+    def _forget_active(self, tenant_id: str) -> None:
+        with self._lock:
+            self._active.pop(tenant_id, None)
 
     def list(self, tenant_id: str) -> list[dict[str, Any]]:
         with self._d.store.read() as repo:

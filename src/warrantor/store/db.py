@@ -73,7 +73,8 @@ def create_engines(url: str) -> tuple[Engine, Engine]:
     if url.startswith("sqlite"):
         args = {"check_same_thread": False, "timeout": 10}
         writer = sa.create_engine(url, connect_args=args, pool_size=1, max_overflow=0)
-        reader = sa.create_engine(url, connect_args=args, pool_size=8, max_overflow=32)
+        # Enough pooled readers for every request thread: no connect/PRAGMA churn per request.
+        reader = sa.create_engine(url, connect_args=args, pool_size=48, max_overflow=16)
         _configure_sqlite(writer, begin="BEGIN IMMEDIATE")
         _configure_sqlite(reader, begin="BEGIN")
         return writer, reader
