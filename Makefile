@@ -29,6 +29,7 @@ run: install
 test: install-test browser
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy src/warrantor
 	$(PY) -m pytest -q -p no:cacheprovider
 
 ## Debian's chromium for the console's browser tests (never a downloaded browser).

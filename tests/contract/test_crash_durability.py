@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from support import WIRE, bearer, pg_database, server_process
 
 

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from support import pg_database
 
+from support import pg_database
 from warrantor.domain.model import Tenant
 from warrantor.errors import NotFoundError
 from warrantor.store import Repo, Store, UniqueViolationError

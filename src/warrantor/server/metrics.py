@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -37,7 +38,7 @@ class Metrics:
         )
         self.log_size = Gauge("warrantor_log_size", "Entries in the signed checkpoint", registry=self.registry)
 
-    def observe(self, scope: dict[str, Any], status: int, seconds: float) -> None:
+    def observe(self, scope: MutableMapping[str, Any], status: int, seconds: float) -> None:
         route = scope.get("route")
         path = getattr(route, "path", None) or "unmatched"
         method = scope.get("method", "")

@@ -6,6 +6,7 @@ Pure ASGI (not ``BaseHTTPMiddleware``) so that it adds microseconds, not a task 
 from __future__ import annotations
 
 import time
+from collections.abc import MutableMapping
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -77,7 +78,7 @@ class _BodyTooLargeError(Exception):
     pass
 
 
-def _content_length(scope: dict[str, Any]) -> int | None:
+def _content_length(scope: MutableMapping[str, Any]) -> int | None:
     for name, value in scope.get("headers", []):
         if name == b"content-length":
             try:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+from datetime import datetime
 from typing import Any
 
 from warrantor.domain.clock import isoformat
@@ -170,14 +172,14 @@ class ExpirySweeper:
         done = 0
         for tenant_id, action_id, _status in due:
             try:
-                self._d.store.write(lambda repo, t=tenant_id, a=action_id: self._expire(repo, t, a, now))
+                self._d.store.write(functools.partial(self._expire, tenant_id=tenant_id, action_id=action_id, now=now))
                 done += 1
             except WarrantorError as exc:  # moved concurrently: someone decided first
                 log.info("expiry of %s skipped: %s", action_id, exc)
             self._d.notifier.notify(action_id)
         return done
 
-    def _expire(self, repo: Repo, tenant_id: str, action_id: str, now: Any) -> None:
+    def _expire(self, repo: Repo, *, tenant_id: str, action_id: str, now: datetime) -> None:
         action = repo.get_action(tenant_id, action_id, for_update=True)
         if action is None:
             return

@@ -278,7 +278,7 @@ class Authorizer:
     # -- the evaluation stages (pure: nothing is written) -------------------------------
     def evaluate(self, intent: Intent, facts: Facts) -> Draft:
         draft = Draft()
-        builtin = [
+        builtin: list[Stage] = [
             _Bound("detectors", self._stage_detectors),
             _Bound("endpoint", self._stage_endpoint),
             _Bound("policy", self._stage_policy),
@@ -356,7 +356,7 @@ class Authorizer:
             draft.approvers = list(enforce.bundle.config.approvals.default_approvers)
         if draft.approval_ttl_seconds is None:
             draft.approval_ttl_seconds = enforce.bundle.config.approvals.default_ttl_seconds
-        return decision.effect
+        return str(decision.effect)
 
     @staticmethod
     def _decide(intent: Intent, active: ActivePolicy) -> tuple[Any, Any]:
@@ -562,7 +562,7 @@ class Authorizer:
             )
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Bound:
     """A built-in stage: a bound method with a name."""
 

@@ -13,6 +13,7 @@ runs inside it: insert the evidence row and sequence its log entry.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -174,12 +175,14 @@ class Sealer:
         )
 
 
-def prepare(sealed: list[tuple[Sealed, str, str | None]], now: datetime) -> list[dict[str, Any]]:
+def prepare(sealed: Sequence[tuple[Sealed, str, str | None]], now: datetime) -> list[dict[str, Any]]:
     """Evidence rows (sealed, tenant, action), encoded outside the write job."""
     return [evidence_values(item.to_record(tenant_id, action_id, now)) for item, tenant_id, action_id in sealed]
 
 
-def record(repo: Repo, sealed: list[tuple[Sealed, str, str | None]] | list[dict[str, Any]], now: datetime) -> int:
+def record(
+    repo: Repo, sealed: Sequence[tuple[Sealed, str, str | None]] | Sequence[dict[str, Any]], now: datetime
+) -> int:
     """Insert evidence rows and sequence their log entries at dense indices, in one go.
 
     Takes sealed items or rows from ``prepare``; returns the log index of the first, the

@@ -9,7 +9,10 @@ from warrantor.domain.clock import Clock, IdFactory, RandomIds, SystemClock
 from warrantor.service.actions import Actions, ExpirySweeper
 from warrantor.service.approvals import Approvals
 from warrantor.service.authorize import Authorizer
+from warrantor.service.confirm_execution import ExecutionConfirmer
 from warrantor.service.context import Deps, Limits
+from warrantor.service.grants import Grants
+from warrantor.service.grants import install as install_grants
 from warrantor.service.keyring import KeyRing
 from warrantor.service.notarize import Notarizer
 from warrantor.service.notify import Mailer, Notifier, NullMailer
@@ -18,10 +21,7 @@ from warrantor.service.runs import Guardrails, install_guardrails
 from warrantor.service.sealing import Sealer
 from warrantor.service.tenancy import Tenancy
 from warrantor.service.transparency import Integrator, LogConfig, Transparency, build_log
-from warrantor.service.confirm_execution import ExecutionConfirmer
 from warrantor.service.users import Users
-from warrantor.service.grants import Grants
-from warrantor.service.grants import install as install_grants
 from warrantor.service.webhooks import WebhookDispatcher, WebhookEvents, Webhooks
 from warrantor.store import Store
 

@@ -202,5 +202,9 @@ signing_keys = sa.Table(
 
 
 # Areas with tables of their own; imported last so they can use ``metadata`` above.
-from warrantor.store import schema_grants, schema_guard, schema_humans  # noqa: E402, F401
-from warrantor.store import schema_evidence  # noqa: E402, F401
+from warrantor.store import (  # noqa: E402, F401
+    schema_evidence,
+    schema_grants,
+    schema_guard,
+    schema_humans,
+)
