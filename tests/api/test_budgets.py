@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
+from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from support import WIRE, Env
+import pytest
+
+from support import WIRE, Env, make_env, pg_database
 from warrantor.demo import demo_bundle
+from warrantor.domain.clock import FixedClock, isoformat
 
 BIG = {"amount_minor": 6_000_000, "currency": "EUR", "beneficiary": "ACME GmbH"}  # needs approval
 
@@ -163,3 +170,76 @@ def test_runs_and_budgets_are_tenant_isolated(env: Env) -> None:
         "action_type": "wire_transfer", "payload": WIRE, "run_id": run_id})
     assert r.status_code == 404
     assert env.client.get("/v1/budgets", headers=env.h("agent")).status_code == 403
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def clock_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Env, FixedClock]]:
+    """The app on a FixedClock, on both stores (bucket keys are timestamps in both)."""
+    # 30 s into a minute: the 1 h window's 1-minute buckets are easy to reason about
+    clock = FixedClock(datetime.now(UTC).replace(second=30, microsecond=0))
+    with ExitStack() as stack:
+        url = stack.enter_context(pg_database()) if request.param == "postgresql" else None
+        yield stack.enter_context(make_env(tmp_path, url, services_kwargs={"clock": clock})), clock
+
+
+def minutes(clock: FixedClock, n: float) -> None:
+    clock.advance(n * 60)
+
+
+def test_rolling_hour_forgets_reservations_older_than_61_minutes(clock_env: tuple[Env, FixedClock]) -> None:
+    env, clock = clock_env
+    t0 = clock.now()
+    activate(env, {"budgets": [budget("hourly", "count", "tenant", "1h", 3)]})
+    assert env.authorize().status_code == 201
+    assert env.authorize().status_code == 201
+    minutes(clock, 30)
+    assert env.authorize().status_code == 201
+    denied = env.authorize().json()
+    assert denied["code"] == "CUMULATIVE_BUDGET_EXCEEDED" and denied["details"]["halt"]["consumed"] == 3
+    minutes(clock, 30)  # t0 + 60 min: the t0 bucket is still counted whole (fail closed)
+    halt = env.authorize().json()["details"]["halt"]
+    assert (halt["consumed"], halt["window_start"]) == (3, isoformat(t0.replace(second=0)))
+    minutes(clock, 1)  # t0 + 61 min: the two t0 reservations have left the window
+    assert usage_of(env, "hourly")[0]["consumed"] == 1
+    assert env.authorize().status_code == 201
+    assert env.authorize().status_code == 201
+    assert env.authorize().json()["details"]["halt"]["consumed"] == 3
+    usage = usage_of(env, "hourly")[0]
+    assert (usage["consumed"], usage["remaining"]) == (3, 0)
+    assert usage["window_start"] == isoformat(t0.replace(second=0) + timedelta(minutes=1))
+
+
+def test_release_in_a_later_bucket_gives_back_exactly_what_was_reserved(
+        clock_env: tuple[Env, FixedClock]) -> None:
+    env, clock = clock_env
+    activate(env, {"budgets": [budget("wires", "payload.amount_minor", "tenant", "1h", 7_000_000)]})
+    held = env.authorize(payload=BIG).json()  # reserves 6,000,000 in the t0 bucket
+    assert held["status"] == "pending_approval"
+    minutes(clock, 5)
+    assert env.authorize(payload={**WIRE, "amount_minor": 500_000}).status_code == 201
+    assert env.authorize(payload={**WIRE, "amount_minor": 500_001}).json()["code"] == "CUMULATIVE_BUDGET_EXCEEDED"
+    code = env.approval_codes(held["action_id"])[0]
+    assert env.client.post(f"/v1/approvals/{code}/confirm", json={"decision": "deny"}).status_code == 200
+    assert usage_of(env, "wires")[0]["consumed"] == 500_000
+    minutes(clock, 58)  # t0 + 63 min: the t0 bucket (6,000,000 - 6,000,000) has left the window
+    assert usage_of(env, "wires")[0]["consumed"] == 500_000
+    assert env.authorize(payload={**WIRE, "amount_minor": 5_000_000}).status_code == 201
+    over = env.authorize(payload={**WIRE, "amount_minor": 1_500_001}).json()
+    assert over["details"]["halt"]["consumed"] == 5_500_000
+    assert env.authorize(payload={**WIRE, "amount_minor": 1_500_000}).status_code == 201
+
+
+def test_settlement_in_a_later_bucket_adjusts_the_reserved_bucket(clock_env: tuple[Env, FixedClock]) -> None:
+    env, clock = clock_env
+    activate(env, {"budgets": [budget("tokens", "tokens", "agent", "1h", 1000)]})
+    first = env.authorize(usage={"tokens": 600}).json()
+    minutes(clock, 2)
+    assert env.authorize(usage={"tokens": 300}).status_code == 201
+    r = env.client.post(f"/v1/actions/{first['action_id']}/notarize", headers=env.h("agent"),
+                        json={"outcome": "completed", "usage": {"tokens": 100}})
+    assert r.status_code == 200, r.text
+    assert usage_of(env, "tokens")[0]["consumed"] == 400
+    minutes(clock, 60)  # the first bucket (600 - 500) leaves; the 300 stay
+    assert usage_of(env, "tokens")[0]["consumed"] == 300
+    assert env.authorize(usage={"tokens": 700}).status_code == 201
+    assert env.authorize(usage={"tokens": 1}).json()["code"] == "CUMULATIVE_BUDGET_EXCEEDED"

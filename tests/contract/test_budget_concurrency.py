@@ -3,7 +3,9 @@
 Two real ``warrantor serve`` processes (uvicorn) run on the same data directory (so the same
 signing keys) and a fresh PostgreSQL database. Sixty authorizations are fired at once,
 split across both, against a tenant budget that allows exactly ``LIMIT``: exactly ``LIMIT``
-are authorized and every other one is denied with ``CUMULATIVE_BUDGET_EXCEEDED``. Then a
+are authorized and every other one is denied with ``CUMULATIVE_BUDGET_EXCEEDED``, for a
+calendar window (one counter row) and a rolling ``1h`` window (bucket rows read under the
+counter row's lock). Then a
 per-agent rate limit is shared the same way: exactly ``burst`` requests get through.
 """
 
@@ -108,8 +110,9 @@ def _fire(urls: list[str], key: str, n: int) -> list[httpx.Response]:
 
 
 @pytest.mark.postgres
-def test_two_processes_never_overshoot_a_budget(tmp_path: Path) -> None:
-    config = {"budgets": [{"id": "race", "metric": "count", "scope": "tenant", "window": "calendar_day",
+@pytest.mark.parametrize("window", ["calendar_day", "1h"])
+def test_two_processes_never_overshoot_a_budget(tmp_path: Path, window: str) -> None:
+    config = {"budgets": [{"id": "race", "metric": "count", "scope": "tenant", "window": window,
                            "limit": LIMIT, "on_exceed": "deny"}]}
     with pg_database() as db, two_servers(tmp_path, db) as urls:
         keys = _tenant(urls[0], config)

@@ -10,11 +10,15 @@ from typing import Any
 import pytest
 
 from warrantor.policy.limits import (
+    BUCKETS_PER_WINDOW,
+    ROLLING_WINDOWS,
     WINDOWS,
     BucketResult,
     MetricError,
     TokenBucket,
     WindowError,
+    bucket_start,
+    bucket_width,
     metric_amount,
     take,
     window_end,
@@ -192,6 +196,55 @@ def test_unknown_windows(window: str) -> None:
     for function in (window_start, window_end, window_key):
         with pytest.raises(WindowError, match="expected a window"):
             function(window, NOW)
+
+
+@pytest.mark.parametrize(
+    ("window", "when", "expected"),
+    [
+        ("1h", utc(2026, 4, 7, 14, 30, 15), utc(2026, 4, 7, 14, 30)),
+        ("1h", utc(2026, 4, 7, 14, 30), utc(2026, 4, 7, 14, 30)),  # a boundary opens a bucket
+        ("1h", utc(2026, 4, 7, 14, 29, 59, 999999), utc(2026, 4, 7, 14, 29)),
+        ("1d", utc(2026, 4, 7, 0, 23, 59), utc(2026, 4, 7)),
+        ("1d", utc(2026, 4, 7, 0, 24), utc(2026, 4, 7, 0, 24)),
+        ("1d", utc(2026, 4, 7, 23, 59, 59), utc(2026, 4, 7, 23, 36)),
+        ("30d", utc(2026, 4, 7, 11, 59, 59), utc(2026, 4, 7)),
+        ("30d", utc(2026, 4, 7, 12), utc(2026, 4, 7, 12)),
+        ("1h", datetime(2026, 4, 7, 16, 30, 15, tzinfo=timezone(timedelta(hours=2))), utc(2026, 4, 7, 14, 30)),
+    ],
+)
+def test_bucket_start(window: str, when: datetime, expected: datetime) -> None:
+    assert bucket_start(window, when) == expected
+    assert bucket_start(window, when).tzinfo is UTC
+
+
+@pytest.mark.parametrize("window", list(ROLLING_WINDOWS))
+def test_sixty_buckets_per_window(window: str) -> None:
+    assert bucket_width(window) * BUCKETS_PER_WINDOW == ROLLING_WINDOWS[window]
+    assert [bucket_width(w) for w in ROLLING_WINDOWS] == [
+        timedelta(minutes=1), timedelta(minutes=24), timedelta(hours=12)]
+
+
+@pytest.mark.parametrize("window", list(ROLLING_WINDOWS))
+def test_bucketed_window_never_counts_less_than_the_exact_one(window: str) -> None:
+    """An amount booked at t counts (its bucket is at or after the oldest counted one)
+    while now - t <= window, and stops counting once now - t >= window + one bucket."""
+    period, width = ROLLING_WINDOWS[window], bucket_width(window)
+    booked = utc(2026, 4, 7, 14, 30, 15)
+    for step in range(0, 200):
+        now = booked + (period + 2 * width) * step / 199
+        counted = bucket_start(window, booked) >= bucket_start(window, now - period)
+        if now - booked <= period:
+            assert counted, (window, now)
+        if now - booked >= period + width:
+            assert not counted, (window, now)
+
+
+@pytest.mark.parametrize("window", ["run", "calendar_day", "calendar_month", "2h"])
+def test_bucket_start_needs_a_rolling_window_and_an_aware_time(window: str) -> None:
+    with pytest.raises(WindowError, match="expected a rolling window"):
+        bucket_start(window, NOW)
+    with pytest.raises(WindowError, match="timezone-aware"):
+        bucket_start("1h", datetime(2026, 4, 7))
 
 
 def test_naive_now_is_refused() -> None:

@@ -22,6 +22,13 @@ What it does:
   ``1h``, ``1d``, ``30d`` (``now`` minus the period) and ``calendar_day`` /
   ``calendar_month`` (UTC midnight / the first of the month, UTC). ``window_end`` gives the
   next reset of calendar windows and ``window_key`` a stable label for one window period.
+- ``bucket_start`` places a moment in its sub-window bucket of a rolling window: each
+  window is cut into ``BUCKETS_PER_WINDOW`` (60) fixed buckets of ``bucket_width`` (``1h``:
+  1 minute, ``1d``: 24 minutes, ``30d``: 12 hours), aligned on the Unix epoch (so on UTC
+  midnight). The database keeps one counter per bucket; a rolling window's consumption
+  is the sum of the buckets from ``bucket_start(window, window_start(window, now))`` on,
+  the oldest (partly expired) one counted whole, so the sum is never below the exact
+  rolling figure.
 - ``metric_amount`` is how much one action consumes of a metric: ``count`` (1), ``tokens`` and
   ``cost_minor`` (from ``usage``, 0 when absent) or ``payload.<field>`` (a dotted path to a
   non-negative integer in the payload). Anything else raises ``MetricError``; callers fail
@@ -45,6 +52,8 @@ ROLLING_WINDOWS: Final = {
     "30d": timedelta(days=30),
 }
 WINDOWS: Final = ("run", *ROLLING_WINDOWS, "calendar_day", "calendar_month")
+BUCKETS_PER_WINDOW: Final = 60
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 METRICS: Final = ("count", "tokens", "cost_minor", "payload.<field>")
 GRACE_SECONDS: Final = 1e-6
 
@@ -161,8 +170,8 @@ def window_key(window: str, now: datetime, run_id: str | None = None) -> str | N
     """A stable label for the window period containing ``now``.
 
     ``calendar_day:2026-04-07``, ``calendar_month:2026-04``, ``run:<run_id>`` (None without
-    a run) and ``rolling:1h`` (a rolling window has no fixed period: consumption is summed
-    from ``window_start``).
+    a run) and ``rolling:1h`` (a rolling window has no fixed period: consumption is the sum
+    of its ``bucket_start`` buckets).
     """
     _check_window(window)
     now = _utc(now, "now")
@@ -173,6 +182,24 @@ def window_key(window: str, now: datetime, run_id: str | None = None) -> str | N
     if window == "calendar_month":
         return f"calendar_month:{now:%Y-%m}"
     return f"rolling:{window}"
+
+
+def bucket_width(window: str) -> timedelta:
+    """The width of one counter bucket of a rolling window (the window / 60)."""
+    if window not in ROLLING_WINDOWS:
+        raise WindowError(f"expected a rolling window in {', '.join(ROLLING_WINDOWS)}, got {window!r}")
+    return ROLLING_WINDOWS[window] / BUCKETS_PER_WINDOW
+
+
+def bucket_start(window: str, when: datetime) -> datetime:
+    """The start (UTC) of the rolling window's counter bucket that contains ``when``.
+
+    Buckets are ``[start, start + bucket_width)``, aligned on the Unix epoch; a moment on
+    a boundary opens the next bucket.
+    """
+    width = bucket_width(window)
+    offset = _utc(when, "when") - EPOCH
+    return EPOCH + width * (offset // width)
 
 
 def would_exceed(consumed: int, amount: int, limit: int) -> bool:

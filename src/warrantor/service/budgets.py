@@ -18,8 +18,25 @@ How one action is counted against one budget (a *slot*):
 Atomicity (section 7): ``BudgetGuard.reserve`` runs inside the authorization's write
 transaction. For each slot, in a fixed order, it locks the counter row
 (tenant, budget, scope key, window key); calendar and run windows keep the total in that
-row, rolling windows sum the ledger under the same lock. Every process on one database
-therefore serializes on the row and no limit is overshot. A breach raises ``GuardStop``
+row, rolling windows keep it in bucket rows read under the same lock. Every process on
+one database therefore serializes on the row and no limit is overshot.
+
+Rolling windows (``1h``, ``1d``, ``30d``) are bucketed, so a reservation costs the same
+however many reservations the window holds. Each window is cut into 60 fixed buckets
+(``policy.limits.bucket_start``: 1 minute, 24 minutes, 12 hours, aligned on the Unix
+epoch) with one counter row each (``budget_buckets``). An amount is booked into the bucket
+of the moment it was reserved (or its usage reported); the ledger row stores that bucket,
+and its release or settlement adjusts that same bucket, whenever it happens. The
+consumption at ``now`` is the sum of the buckets starting at or after
+``bucket_start(window, now - window)``: at most 61 rows, the oldest partly expired bucket
+counted whole. So an amount booked at ``t`` counts for at least the whole window (up to
+``now = t + window`` inclusive) and stops counting at ``bucket_start(t) + bucket width +
+window``, i.e. at most one bucket width (1 min / 24 min / 12 h) later than an exact
+rolling window would drop it. The bucketed figure is never below the exact one: a budget
+may deny up to one bucket early, never overshoot (fail closed). The halt's and ``GET
+/v1/budgets``' ``window_start`` is that oldest counted bucket's start, and ``GET
+/v1/budgets`` sums the same buckets as the guard. Ledger rows are the audit trail and are
+no longer summed. A breach raises ``GuardStop``
 (the savepoint drops this action's other reservations); the authorizer then records the
 action denied (or held, ``on_exceed: require_approval``) with a signed receipt whose
 ``decision.halt`` carries budget id, limit, consumption, request, window and window start.
@@ -47,6 +64,7 @@ from warrantor.policy.config import Budget
 from warrantor.policy.limits import (
     ROLLING_WINDOWS,
     MetricError,
+    bucket_start,
     metric_amount,
     window_key,
     window_start,
@@ -72,7 +90,8 @@ class Slot:
     budget: Budget
     scope_key: str
     window_key: str
-    window_start: datetime | None
+    window_start: datetime | None  # rolling: the start of the oldest bucket counted
+    bucket: datetime | None = None  # rolling: the bucket ``now`` books into
 
     @property
     def rolling(self) -> bool:
@@ -103,7 +122,16 @@ def slot_for(budget: Budget, agent_id: str | None, run: rg.Run | None, now: date
     if key is None or wkey is None:
         return None
     start = window_start(budget.window, now, run.started_at if run else None)
-    return Slot(budget, key, wkey, start)
+    if budget.window not in ROLLING_WINDOWS:
+        return Slot(budget, key, wkey, start)
+    return Slot(budget, key, wkey, counted_since(budget.window, now), bucket_start(budget.window, now))
+
+
+def counted_since(window: str, now: datetime) -> datetime:
+    """A rolling window's consumption is its buckets from this one on (the oldest counted whole)."""
+    start = window_start(window, now)
+    assert start is not None
+    return bucket_start(window, start)
 
 
 def amount_for(metric: str, payload: Mapping[str, Any] | None, usage: Mapping[str, Any] | None) -> int | None:
@@ -123,7 +151,8 @@ def consumed(repo: Repo, tenant_id: str, slot: Slot, now: datetime) -> int:
                             None if slot.rolling else slot.window_start, now)
     if slot.rolling:
         assert slot.window_start is not None
-        return rg.rolling_sum(repo, tenant_id, slot.budget.id, slot.scope_key, slot.window_start)
+        return rg.window_bucket_sum(repo, tenant_id, slot.budget.id, slot.scope_key, slot.window_key,
+                                    slot.window_start)
     return total
 
 
@@ -211,10 +240,9 @@ class Ledger:
     def _book(self, repo: Repo, tenant_id: str, slot: Slot, amount: int, now: datetime, *,
               action_id: str | None, run_id: str | None, state: str) -> None:
         row = rg.LedgerRow(self._d.ids.new("bgt"), slot.budget.id, slot.scope_key, slot.window_key,
-                           slot.budget.metric, action_id, run_id, amount, state, now)
+                           slot.budget.metric, action_id, run_id, amount, state, now, slot.bucket)
         rg.insert_ledger(repo, tenant_id, row, now)
-        if not slot.rolling:
-            rg.add_to_counter(repo, tenant_id, slot.budget.id, slot.scope_key, slot.window_key, amount, now)
+        self._adjust(repo, tenant_id, row, amount, now)
 
     def release(self, repo: Repo, tenant_id: str, action_id: str, now: datetime) -> None:
         for row in rg.ledger_for_action(repo, tenant_id, action_id):
@@ -232,8 +260,14 @@ class Ledger:
 
     @staticmethod
     def _adjust(repo: Repo, tenant_id: str, row: rg.LedgerRow, delta: int, now: datetime) -> None:
-        if delta and not row.window_key.startswith("rolling:"):
+        """Add ``delta`` where the row is counted: its rolling bucket, else its counter row."""
+        if not delta:
+            return
+        if not row.window_key.startswith("rolling:"):
             rg.add_to_counter(repo, tenant_id, row.budget_id, row.scope_key, row.window_key, delta, now)
+        elif row.bucket_start is not None:
+            rg.add_to_window_bucket(repo, tenant_id, row.budget_id, row.scope_key, row.window_key,
+                                    row.bucket_start, delta, now)
 
 
 def _actual(row: rg.LedgerRow, usage: Mapping[str, Any] | None) -> int:
@@ -338,12 +372,14 @@ class Budgets:
                 start = row["window_start"]
             elif key != current:
                 continue
+            elif budget.window in ROLLING_WINDOWS:
+                start = counted_since(budget.window, now)
             else:
                 start = window_start(budget.window, now)
             used = int(row["consumed"])
             if budget.window in ROLLING_WINDOWS:
                 assert start is not None
-                used = rg.rolling_sum(repo, tenant_id, budget.id, row["scope_key"], start)
+                used = rg.window_bucket_sum(repo, tenant_id, budget.id, row["scope_key"], key, start)
             usage.append({
                 "scope_key": row["scope_key"], "window_key": key,
                 "window_start": isoformat(_aware(start)) if start else None,

@@ -5,6 +5,11 @@ Plain functions over a ``Repo`` (one open transaction). Every query filters on
 exists (``INSERT ... ON CONFLICT DO NOTHING``), then read it ``FOR UPDATE`` on PostgreSQL,
 so concurrent writers in several processes serialize on that one row until commit. On
 SQLite the single ``BEGIN IMMEDIATE`` writer already serializes every write.
+
+Rolling budget windows keep their consumption in ``budget_buckets`` (one row per fixed
+sub-window bucket): ``add_to_window_bucket`` is one upsert, ``window_bucket_sum`` an indexed
+range over the primary key (at most 61 rows). The ledger is the audit trail and is not
+summed.
 """
 
 from __future__ import annotations
@@ -20,7 +25,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from warrantor.store import Repo
 from warrantor.store import schema as core
 from warrantor.store.repo import _utc
-from warrantor.store.schema_guard import agent_versions, budget_counters, budget_ledger, rate_buckets, runs
+from warrantor.store.schema_guard import (
+    agent_versions,
+    budget_buckets,
+    budget_counters,
+    budget_ledger,
+    rate_buckets,
+    runs,
+)
 
 
 @dataclass(frozen=True)
@@ -64,6 +76,7 @@ class LedgerRow:
     amount: int
     state: str
     created_at: datetime
+    bucket_start: datetime | None = None  # the rolling window bucket it was booked into
 
 
 def _dumps(value: Any) -> str:
@@ -182,12 +195,27 @@ def add_to_counter(repo: Repo, tenant_id: str, budget_id: str, scope_key: str, w
     )
 
 
-def rolling_sum(repo: Repo, tenant_id: str, budget_id: str, scope_key: str, since: datetime) -> int:
-    """Reserved and settled amounts created after ``since`` (a rolling window's consumption)."""
-    g = budget_ledger.c
-    q = sa.select(sa.func.coalesce(sa.func.sum(g.amount), 0)).where(
-        g.tenant_id == tenant_id, g.budget_id == budget_id, g.scope_key == scope_key,
-        g.created_at > since, g.state.in_(("reserved", "settled")),
+def add_to_window_bucket(repo: Repo, tenant_id: str, budget_id: str, scope_key: str, window_key: str,
+                         bucket_start: datetime, delta: int, now: datetime) -> None:
+    """Add ``delta`` to one rolling-window bucket, creating it (one upsert statement)."""
+    dialect_insert = postgresql.insert if repo.dialect == "postgresql" else sqlite.insert
+    stmt = dialect_insert(budget_buckets).values(
+        tenant_id=tenant_id, budget_id=budget_id, scope_key=scope_key, window_key=window_key,
+        bucket_start=bucket_start, consumed=delta, updated_at=now,
+    )
+    repo.conn.execute(stmt.on_conflict_do_update(
+        index_elements=list(budget_buckets.primary_key.columns),
+        set_={"consumed": budget_buckets.c.consumed + stmt.excluded.consumed, "updated_at": now},
+    ))
+
+
+def window_bucket_sum(repo: Repo, tenant_id: str, budget_id: str, scope_key: str, window_key: str,
+                      since: datetime) -> int:
+    """The consumption of the buckets starting at or after ``since`` (a rolling window's)."""
+    b = budget_buckets.c
+    q = sa.select(sa.func.coalesce(sa.func.sum(b.consumed), 0)).where(
+        b.tenant_id == tenant_id, b.budget_id == budget_id, b.scope_key == scope_key,
+        b.window_key == window_key, b.bucket_start >= since,
     )
     return int(repo.conn.execute(q).scalar_one())
 
@@ -205,7 +233,8 @@ def insert_ledger(repo: Repo, tenant_id: str, row: LedgerRow, now: datetime) -> 
     repo.conn.execute(sa.insert(budget_ledger).values(
         id=row.id, tenant_id=tenant_id, budget_id=row.budget_id, scope_key=row.scope_key,
         window_key=row.window_key, metric=row.metric, action_id=row.action_id, run_id=row.run_id,
-        amount=row.amount, state=row.state, created_at=row.created_at, updated_at=now,
+        amount=row.amount, state=row.state, bucket_start=row.bucket_start, created_at=row.created_at,
+        updated_at=now,
     ))
 
 
@@ -216,7 +245,8 @@ def ledger_for_action(repo: Repo, tenant_id: str, action_id: str) -> list[Ledger
         .order_by(g.budget_id, g.scope_key)
     ).mappings()
     return [LedgerRow(m["id"], m["budget_id"], m["scope_key"], m["window_key"], m["metric"], m["action_id"],
-                      m["run_id"], int(m["amount"]), m["state"], _utc(m["created_at"]) or m["created_at"])
+                      m["run_id"], int(m["amount"]), m["state"], _utc(m["created_at"]) or m["created_at"],
+                      _utc(m["bucket_start"]))
             for m in rows]
 
 

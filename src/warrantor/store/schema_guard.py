@@ -44,7 +44,8 @@ runs = sa.Table(
 )
 
 # Per (budget, scope key, window): the lock row writers serialize on, and for calendar and
-# run windows the running total itself. Rolling windows sum the ledger under this row's lock.
+# run windows the running total itself. Rolling windows sum their budget_buckets rows under
+# this row's lock.
 budget_counters = sa.Table(
     "budget_counters",
     metadata,
@@ -58,7 +59,24 @@ budget_counters = sa.Table(
     sa.PrimaryKeyConstraint("tenant_id", "budget_id", "scope_key", "window_key"),
 )
 
+# Per (budget, scope key, rolling window, bucket): the consumption booked into one of the
+# window's 60 fixed sub-window buckets (policy.limits.bucket_start). A reservation adds to
+# the bucket of its time; its release or settlement adjusts that same bucket.
+budget_buckets = sa.Table(
+    "budget_buckets",
+    metadata,
+    tenant_column(),
+    sa.Column("budget_id", sa.String(128), nullable=False),
+    sa.Column("scope_key", sa.String(200), nullable=False),
+    sa.Column("window_key", sa.String(128), nullable=False),
+    sa.Column("bucket_start", TS, nullable=False),
+    sa.Column("consumed", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+    sa.PrimaryKeyConstraint("tenant_id", "budget_id", "scope_key", "window_key", "bucket_start"),
+)
+
 # Every reservation, settlement and reported usage: state reserved | settled | released.
+# The audit trail; rolling rows name their bucket (``bucket_start``), which is what counts.
 budget_ledger = sa.Table(
     "budget_ledger",
     metadata,
@@ -72,6 +90,7 @@ budget_ledger = sa.Table(
     sa.Column("run_id", sa.String(64)),
     sa.Column("amount", sa.BigInteger, nullable=False),
     sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("bucket_start", TS),  # rolling windows only
     sa.Column("created_at", TS, nullable=False),
     sa.Column("updated_at", TS, nullable=False),
     sa.Index(None, "tenant_id", "budget_id", "scope_key", "created_at"),

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 07:02:07.284114
+Create Date: 2026-11-22 07:25:25.878309
 """
 
 from __future__ import annotations
@@ -130,6 +130,17 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_api_keys')),
     sa.UniqueConstraint('key_hash', name=op.f('uq_api_keys_key_hash'))
     )
+    op.create_table('budget_buckets',
+    sa.Column('tenant_id', sa.String(length=64), nullable=False),
+    sa.Column('budget_id', sa.String(length=128), nullable=False),
+    sa.Column('scope_key', sa.String(length=200), nullable=False),
+    sa.Column('window_key', sa.String(length=128), nullable=False),
+    sa.Column('bucket_start', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('consumed', sa.BigInteger(), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_budget_buckets_tenant_id')),
+    sa.PrimaryKeyConstraint('tenant_id', 'budget_id', 'scope_key', 'window_key', 'bucket_start', name=op.f('pk_budget_buckets'))
+    )
     op.create_table('budget_counters',
     sa.Column('tenant_id', sa.String(length=64), nullable=False),
     sa.Column('budget_id', sa.String(length=128), nullable=False),
@@ -152,6 +163,7 @@ def upgrade() -> None:
     sa.Column('run_id', sa.String(length=64), nullable=True),
     sa.Column('amount', sa.BigInteger(), nullable=False),
     sa.Column('state', sa.String(length=16), nullable=False),
+    sa.Column('bucket_start', sa.DateTime(timezone=True), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_budget_ledger_tenant_id')),
@@ -498,6 +510,7 @@ def downgrade() -> None:
 
     op.drop_table('budget_ledger')
     op.drop_table('budget_counters')
+    op.drop_table('budget_buckets')
     op.drop_table('api_keys')
     op.drop_table('agent_versions')
     op.drop_table('active_policies')
