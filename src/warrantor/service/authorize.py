@@ -24,26 +24,37 @@ is ``409 DUPLICATE_REQUEST``.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from warrantor.domain.clock import isoformat, random_token
 from warrantor.domain.lifecycle import Status
 from warrantor.domain.model import Action, ApprovalCode, ApprovalRequest, Effect, Principal, Role
-from warrantor.errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError
+from warrantor.errors import ConflictError, NotFoundError, PermissionDeniedError
 from warrantor.evidence.canonical import digest
-from warrantor.policy.detectors import strongest
-from warrantor.policy.endpoints import EndpointError, TLSPinMismatchError, check_pin, parse_endpoint
-from warrantor.policy.engine import evaluation_hash
-from warrantor.policy.normalize import build_input
 from warrantor.service.context import Deps
 from warrantor.service.intent import Intent
+from warrantor.service.pipeline import (
+    Draft,
+    FactProvider,
+    Facts,
+    GuardStop,
+    Outcome,
+    Stage,
+    WriteGuard,
+    _Bound,
+)
 from warrantor.service.policies import ActivePolicy, Policies
 from warrantor.service.sealing import Sealed, prepare, record
+from warrantor.service.stages import decide, detectors_stage, endpoint_stage, policy_stage, shadow_decision
 from warrantor.service.tenancy import require_role
 from warrantor.store import Repo, UniqueViolationError
 from warrantor.store.repo import action_values
+
+__all__ = [  # the pipeline's types are re-exported for the extensions that plug into it
+    "Authorizer", "Draft", "FactProvider", "Facts", "GuardStop", "Outcome", "Stage", "WriteGuard",
+]
 
 DEFAULT_APPROVERS = ("tenant-admins",)
 
@@ -52,115 +63,6 @@ _DENY_CODES = {
     "endpoint": "ENDPOINT_NOT_ALLOWED",
     "detectors": "CONTENT_SIGNATURE_MATCH",
 }
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """An HTTP-shaped result: status code and JSON body (a problem document when >= 400)."""
-
-    status_code: int
-    body: dict[str, Any]
-
-
-class GuardStop(Exception):  # noqa: N818 - a control-flow signal, not an error
-    """Raised by a write guard (budgets, rate limits) inside the write transaction.
-
-    The transaction's savepoint rolls back; the authorizer then records the action with
-    ``effect`` at ``stage`` (a halt receipt for deny) in a second write.
-    """
-
-    def __init__(self, stage: str, effect: Effect, reason: str, *, code: str | None = None,
-                 details: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> None:
-        super().__init__(reason)
-        self.stage, self.effect, self.reason = stage, effect, reason
-        self.code = code or reason
-        self.details = details or {}
-        self.headers = headers or {}
-
-
-class FactProvider(Protocol):
-    """Reads what a stage needs (agent registry, grants) in the read phase."""
-
-    name: str
-
-    def read(self, repo: Repo, tenant_id: str, intent: Intent) -> Any: ...
-
-
-class Stage(Protocol):
-    """One evaluation stage: may raise the draft's effect; returns a short outcome word."""
-
-    name: str
-
-    def run(self, draft: Draft, intent: Intent, facts: Facts) -> str: ...
-
-
-class WriteGuard(Protocol):
-    """Runs inside the write transaction before the action is inserted (budgets, rate
-    limits, confirmations). Raises ``GuardStop`` to change the outcome."""
-
-    name: str
-
-    def reserve(self, repo: Repo, principal: Principal, action_id: str, intent: Intent,
-                draft: Draft, now: datetime) -> None: ...
-
-
-@dataclass
-class Facts:
-    tenant_id: str
-    parent: dict[str, Any] | None
-    policies: dict[str, ActivePolicy]
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def enforce(self) -> ActivePolicy | None:
-        return self.policies.get("enforce")
-
-
-@dataclass
-class Draft:
-    """The decision as the stages build it."""
-
-    effect: Effect = Effect.ALLOW
-    stage: str = "seal"
-    reason: str | None = None
-    rules: list[dict[str, Any]] = field(default_factory=list)
-    stages: list[dict[str, Any]] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    findings: list[dict[str, Any]] = field(default_factory=list)
-    policy: dict[str, Any] | None = None
-    evaluation_hash: str | None = None
-    shadow: dict[str, Any] | None = None
-    approvers: list[str] = field(default_factory=list)
-    quorum: int = 1
-    approval_ttl_seconds: int | None = None
-    confirmation: dict[str, Any] | None = None
-    halt: dict[str, Any] | None = None
-    deny_code: str | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-
-    def hold(self, stage: str, effect: Effect, reason: str) -> None:
-        """Raise the effect if ``effect`` is stronger; the first stage to set it is kept."""
-        order = [Effect.ALLOW, Effect.CONFIRM, Effect.REQUIRE_APPROVAL, Effect.DENY]
-        if order.index(effect) > order.index(self.effect):
-            self.effect, self.stage, self.reason = effect, stage, reason
-
-    @property
-    def stopped(self) -> bool:
-        return self.effect is Effect.DENY
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "effect": self.effect.value,
-            "stage": self.stage,
-            "reason": self.reason,
-            "rules": self.rules,
-            "policy": self.policy,
-            "evaluation_hash": self.evaluation_hash,
-            "findings": self.findings,
-            "stages": self.stages,
-            "shadow": self.shadow,
-            "halt": self.halt,
-        }
 
 
 @dataclass
@@ -279,9 +181,9 @@ class Authorizer:
     def evaluate(self, intent: Intent, facts: Facts) -> Draft:
         draft = Draft()
         builtin: list[Stage] = [
-            _Bound("detectors", self._stage_detectors),
-            _Bound("endpoint", self._stage_endpoint),
-            _Bound("policy", self._stage_policy),
+            _Bound("detectors", detectors_stage),
+            _Bound("endpoint", endpoint_stage),
+            _Bound("policy", policy_stage),
         ]
         for stage in [*self.early_stages, *builtin, *self.late_stages]:
             started = time.perf_counter_ns()
@@ -293,103 +195,14 @@ class Authorizer:
             if draft.stopped:
                 break
         if "shadow" in facts.policies:
-            draft.shadow = self._shadow(intent, facts.policies["shadow"])
+            draft.shadow = shadow_decision(intent, facts.policies["shadow"])
         if intent.require_approval:
             draft.hold("request", Effect.REQUIRE_APPROVAL, "REQUESTED_BY_CALLER")
         if intent.approvers:
             draft.approvers = list(intent.approvers)
         return draft
 
-    def _stage_detectors(self, draft: Draft, intent: Intent, facts: Facts) -> str:
-        enforce = facts.enforce
-        if enforce is None or not enforce.compiled.detectors.enabled:
-            return "skipped"
-        findings = enforce.compiled.detectors.scan(intent.details, intent.payload or {}, intent.context or {})
-        draft.findings = [f.to_dict() for f in findings]
-        mode = strongest(findings)
-        if mode == "deny":
-            draft.hold("detectors", Effect.DENY, "CONTENT_SIGNATURE_MATCH")
-        elif mode == "require_approval":
-            draft.hold("detectors", Effect.REQUIRE_APPROVAL, "CONTENT_SIGNATURE_MATCH")
-        return mode or "pass"
-
-    def _stage_endpoint(self, draft: Draft, intent: Intent, facts: Facts) -> str:
-        enforce = facts.enforce
-        if enforce is None or intent.endpoint_url is None:
-            return "skipped"
-        verdict = enforce.compiled.endpoints.check(intent.action_type, intent.endpoint_url)
-        if not verdict.allowed:
-            draft.hold("endpoint", Effect.DENY, verdict.reason or "ENDPOINT_NOT_ALLOWED")
-            return "deny"
-        pins = enforce.compiled.endpoints.pins_for(verdict.host) if verdict.host else ()
-        if pins:
-            endpoint = parse_endpoint(intent.endpoint_url)
-            try:
-                check_pin(endpoint.host, endpoint.port, pins)
-            except TLSPinMismatchError:
-                draft.hold("endpoint", Effect.DENY, "ENDPOINT_TLS_MISMATCH")
-                return "deny"
-        return "pass"
-
-    def _stage_policy(self, draft: Draft, intent: Intent, facts: Facts) -> str:
-        enforce = facts.enforce
-        if enforce is None:
-            draft.hold("policy", Effect.DENY, "NO_ACTIVE_POLICY")
-            draft.rules.append(
-                {"id": "NO_ACTIVE_POLICY", "effect": "deny", "reason": "NO_ACTIVE_POLICY",
-                 "message": "no policy bundle is active in enforce mode for this tenant"}
-            )
-            return "deny"
-        decision, inp = self._decide(intent, enforce)
-        draft.policy = {"bundle_hash": enforce.bundle.hash, "mode": "enforce"}
-        draft.evaluation_hash = evaluation_hash(enforce.bundle.hash, inp, decision)
-        draft.rules = [r.to_dict() for r in decision.rules]
-        effect = Effect(decision.effect)
-        if effect is not Effect.ALLOW:
-            draft.hold("policy", effect, decision.reason)
-        for rule in decision.deciding_rules:
-            draft.approvers.extend(a for a in rule.approvers if a not in draft.approvers)
-            draft.quorum = max(draft.quorum, rule.quorum or 1)
-            if rule.approval_ttl_seconds:
-                draft.approval_ttl_seconds = rule.approval_ttl_seconds
-        if not draft.approvers:
-            draft.approvers = list(enforce.bundle.config.approvals.default_approvers)
-        if draft.approval_ttl_seconds is None:
-            draft.approval_ttl_seconds = enforce.bundle.config.approvals.default_ttl_seconds
-        return str(decision.effect)
-
-    @staticmethod
-    def _decide(intent: Intent, active: ActivePolicy) -> tuple[Any, Any]:
-        try:
-            inp = build_input(
-                agent_id=intent.agent_id,
-                action_type=intent.action_type,
-                payload=intent.payload or {},
-                details=intent.details,
-                scope=intent.scope or "",
-                resource=intent.resource,
-                endpoint_url=intent.endpoint_url,
-                labels=intent.labels,
-                agent_version=intent.agent_version or "",
-                model_id=intent.model_id or "",
-                model_version=intent.model_version or "",
-            )
-        except (ValueError, EndpointError) as exc:
-            raise ValidationError(str(exc), code="INVALID_INTENT") from exc
-        return active.compiled.engine.evaluate(inp), inp
-
-    def _shadow(self, intent: Intent, shadow: ActivePolicy) -> dict[str, Any]:
-        try:
-            decision, inp = self._decide(intent, shadow)
-        except ValidationError as exc:
-            return {"bundle_hash": shadow.bundle.hash, "effect": "deny", "reason": exc.code}
-        return {
-            "bundle_hash": shadow.bundle.hash,
-            "effect": decision.effect,
-            "reason": decision.reason,
-            "rules": [r.id for r in decision.rules],
-            "evaluation_hash": evaluation_hash(shadow.bundle.hash, inp, decision),
-        }
+    _decide = staticmethod(decide)
 
     # -- seal and write ------------------------------------------------------------------
     def _seal_and_write(self, principal: Principal, p: _Prepared, draft: Draft, *, guarded: bool) -> Outcome:
@@ -560,18 +373,6 @@ class Authorizer:
                 f"Review and decide: {base}/approve/{code.code}\n"
                 f"Approval code: {code.code} (single use, expires {isoformat(code.expires_at)})\n",
             )
-
-
-@dataclass
-class _Bound:
-    """A built-in stage: a bound method with a name."""
-
-    name: str
-    fn: Any
-
-    def run(self, draft: Draft, intent: Intent, facts: Facts) -> str:
-        result: str = self.fn(draft, intent, facts)
-        return result
 
 
 def new_approval_code() -> str:

@@ -1,0 +1,115 @@
+"""The built-in evaluation stages: detectors, endpoint allowlist, Cedar policy (and shadow).
+
+Pure functions of the draft, the intent and the facts read for it: nothing is written.
+The policy stage is also what replay uses (``decide``), so a recorded decision can be
+re-evaluated exactly as it was made.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from warrantor.domain.model import Effect
+from warrantor.errors import ValidationError
+from warrantor.policy.detectors import strongest
+from warrantor.policy.endpoints import EndpointError, TLSPinMismatchError, check_pin, parse_endpoint
+from warrantor.policy.engine import PolicyDecision, evaluation_hash
+from warrantor.policy.normalize import PolicyInput, build_input
+from warrantor.service.intent import Intent
+from warrantor.service.pipeline import Draft, Facts
+from warrantor.service.policies import ActivePolicy
+
+
+def detectors_stage(draft: Draft, intent: Intent, facts: Facts) -> str:
+    enforce = facts.enforce
+    if enforce is None or not enforce.compiled.detectors.enabled:
+        return "skipped"
+    findings = enforce.compiled.detectors.scan(intent.details, intent.payload or {}, intent.context or {})
+    draft.findings = [f.to_dict() for f in findings]
+    mode = strongest(findings)
+    if mode == "deny":
+        draft.hold("detectors", Effect.DENY, "CONTENT_SIGNATURE_MATCH")
+    elif mode == "require_approval":
+        draft.hold("detectors", Effect.REQUIRE_APPROVAL, "CONTENT_SIGNATURE_MATCH")
+    return mode or "pass"
+
+
+def endpoint_stage(draft: Draft, intent: Intent, facts: Facts) -> str:
+    enforce = facts.enforce
+    if enforce is None or intent.endpoint_url is None:
+        return "skipped"
+    verdict = enforce.compiled.endpoints.check(intent.action_type, intent.endpoint_url)
+    if not verdict.allowed:
+        draft.hold("endpoint", Effect.DENY, verdict.reason or "ENDPOINT_NOT_ALLOWED")
+        return "deny"
+    pins = enforce.compiled.endpoints.pins_for(verdict.host) if verdict.host else ()
+    if pins:
+        endpoint = parse_endpoint(intent.endpoint_url)
+        try:
+            check_pin(endpoint.host, endpoint.port, pins)
+        except TLSPinMismatchError:
+            draft.hold("endpoint", Effect.DENY, "ENDPOINT_TLS_MISMATCH")
+            return "deny"
+    return "pass"
+
+
+def policy_stage(draft: Draft, intent: Intent, facts: Facts) -> str:
+    enforce = facts.enforce
+    if enforce is None:
+        draft.hold("policy", Effect.DENY, "NO_ACTIVE_POLICY")
+        draft.rules.append(
+            {"id": "NO_ACTIVE_POLICY", "effect": "deny", "reason": "NO_ACTIVE_POLICY",
+             "message": "no policy bundle is active in enforce mode for this tenant"}
+        )
+        return "deny"
+    decision, inp = decide(intent, enforce)
+    draft.policy = {"bundle_hash": enforce.bundle.hash, "mode": "enforce"}
+    draft.evaluation_hash = evaluation_hash(enforce.bundle.hash, inp, decision)
+    draft.rules = [r.to_dict() for r in decision.rules]
+    effect = Effect(decision.effect)
+    if effect is not Effect.ALLOW:
+        draft.hold("policy", effect, decision.reason)
+    for rule in decision.deciding_rules:
+        draft.approvers.extend(a for a in rule.approvers if a not in draft.approvers)
+        draft.quorum = max(draft.quorum, rule.quorum or 1)
+        if rule.approval_ttl_seconds:
+            draft.approval_ttl_seconds = rule.approval_ttl_seconds
+    if not draft.approvers:
+        draft.approvers = list(enforce.bundle.config.approvals.default_approvers)
+    if draft.approval_ttl_seconds is None:
+        draft.approval_ttl_seconds = enforce.bundle.config.approvals.default_ttl_seconds
+    return str(decision.effect)
+
+
+def decide(intent: Intent, active: ActivePolicy) -> tuple[PolicyDecision, PolicyInput]:
+    try:
+        inp = build_input(
+            agent_id=intent.agent_id,
+            action_type=intent.action_type,
+            payload=intent.payload or {},
+            details=intent.details,
+            scope=intent.scope or "",
+            resource=intent.resource,
+            endpoint_url=intent.endpoint_url,
+            labels=intent.labels,
+            agent_version=intent.agent_version or "",
+            model_id=intent.model_id or "",
+            model_version=intent.model_version or "",
+        )
+    except (ValueError, EndpointError) as exc:
+        raise ValidationError(str(exc), code="INVALID_INTENT") from exc
+    return active.compiled.engine.evaluate(inp), inp
+
+
+def shadow_decision(intent: Intent, shadow: ActivePolicy) -> dict[str, Any]:
+    try:
+        decision, inp = decide(intent, shadow)
+    except ValidationError as exc:
+        return {"bundle_hash": shadow.bundle.hash, "effect": "deny", "reason": exc.code}
+    return {
+        "bundle_hash": shadow.bundle.hash,
+        "effect": decision.effect,
+        "reason": decision.reason,
+        "rules": [r.id for r in decision.rules],
+        "evaluation_hash": evaluation_hash(shadow.bundle.hash, inp, decision),
+    }
