@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,23 +28,11 @@ from warrantor.domain.model import (
     Tenant,
 )
 from warrantor.store import schema as s
+from warrantor.store.codec import dumps, utc, utc_required
 
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; everything is stored in UTC."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _req_utc(value: datetime) -> datetime:
-    out = _utc(value)
-    assert out is not None
-    return out
+_dumps = dumps
+_utc = utc
+_req_utc = utc_required
 
 
 class Repo:

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import sqlalchemy as sa
 
 from warrantor.store import schema as s
 from warrantor.store import schema_evidence as se
+from warrantor.store.codec import utc_required
 from warrantor.store.repo import Repo
 
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+_utc = utc_required
 
 
 @dataclass(frozen=True)

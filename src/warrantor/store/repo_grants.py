@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,22 +21,13 @@ from sqlalchemy.engine import RowMapping
 
 from warrantor.store import Repo
 from warrantor.store import schema_grants as g
+from warrantor.store.codec import dumps, utc, utc_required
+
+_utc = utc
+_req = utc_required
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _req(value: datetime) -> datetime:
-    out = _utc(value)
-    assert out is not None
-    return out
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+_dumps = dumps
 
 
 # -- records ----------------------------------------------------------------------------

@@ -18,7 +18,9 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import RowMapping
 
 from warrantor.domain.clock import isoformat
-from warrantor.store.repo import Repo, _req_utc, _utc
+from warrantor.store.codec import utc as _utc
+from warrantor.store.codec import utc_required as _req_utc
+from warrantor.store.repo import Repo
 from warrantor.store.schema import actions
 from warrantor.store.schema_humans import cosignatures, login_failures, user_sessions, users
 

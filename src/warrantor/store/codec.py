@@ -1,0 +1,25 @@
+"""Row codecs shared by every ``repo_*`` module: JSON columns and UTC timestamps.
+
+JSON is stored compact with sorted keys, so equal documents are equal text. SQLite hands
+back naive datetimes; everything is stored in UTC, so naive means UTC.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
+def utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utc_required(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
