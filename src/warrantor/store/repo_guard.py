@@ -195,6 +195,9 @@ def add_to_counter(repo: Repo, tenant_id: str, budget_id: str, scope_key: str, w
     )
 
 
+_BUCKET_KEY = [col.name for col in budget_buckets.primary_key.columns]
+
+
 def add_to_window_bucket(repo: Repo, tenant_id: str, budget_id: str, scope_key: str, window_key: str,
                          bucket_start: datetime, delta: int, now: datetime) -> None:
     """Add ``delta`` to one rolling-window bucket, creating it (one upsert statement)."""
@@ -204,8 +207,7 @@ def add_to_window_bucket(repo: Repo, tenant_id: str, budget_id: str, scope_key: 
         bucket_start=bucket_start, consumed=delta, updated_at=now,
     )
     repo.conn.execute(stmt.on_conflict_do_update(
-        index_elements=list(budget_buckets.primary_key.columns),
-        set_={"consumed": budget_buckets.c.consumed + stmt.excluded.consumed, "updated_at": now},
+        index_elements=_BUCKET_KEY, set_={"consumed": budget_buckets.c.consumed + delta, "updated_at": now},
     ))
 
 
