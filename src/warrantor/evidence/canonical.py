@@ -2,14 +2,33 @@
 
 The intent digest of an action is ``sha256(JCS(intent))``; every signed statement commits
 to canonical bytes so that two implementations agree on them byte for byte.
+
+Two paths, one output:
+
+- the common case — objects, arrays, strings, booleans, null and integers within
+  ±(2**53 - 1), with object keys whose UTF-16 order equals their code-point order — is
+  exactly ``json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False)``
+  (RFC 8785 section 3.2.2: no whitespace, minimal escapes, integers as digits; section
+  3.2.3: keys sorted by UTF-16 code units, which for such keys is code-point order), which
+  runs in C;
+- anything else (floats, keys with characters at or above U+E000, lone surrogates, big
+  integers) goes through the ``rfc8785`` package, which implements the ECMAScript number
+  serialization and UTF-16 key sort — or refuses the value.
+
+``tests/property/test_canonical_properties.py`` checks with Hypothesis that both paths give
+the same bytes wherever the fast one is taken.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 import rfc8785
+
+_MAX_SAFE_INTEGER = 2**53 - 1
+_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
 def canonicalize(value: Any) -> bytes:
@@ -18,10 +37,37 @@ def canonicalize(value: Any) -> bytes:
     Raises ``ValueError`` for values JSON cannot carry exactly (NaN, integers beyond
     2**53, non-string keys).
     """
+    if _plain(value):
+        return _ENCODER.encode(value).encode("utf-8")
     try:
         return rfc8785.dumps(value)
     except (rfc8785.CanonicalizationError, TypeError) as exc:
         raise ValueError(f"expected a JSON value that RFC 8785 can canonicalize: {exc}") from exc
+
+
+def _plain_str(text: str, *, key: bool) -> bool:
+    if text.isascii():
+        return True
+    # Keys: UTF-16 order differs from code-point order only from U+E000 up (surrogate
+    # pairs sort below U+E000..U+FFFF). Values: lone surrogates cannot be UTF-8 encoded.
+    limit = "\ue000" if key else "\U0010ffff"
+    return all(c < "\ud800" or ("\udfff" < c <= limit) for c in text)
+
+
+def _plain(value: Any) -> bool:
+    """True when ``json`` alone produces the RFC 8785 form of ``value``."""
+    if value is None or value is True or value is False:
+        return True
+    kind = type(value)
+    if kind is str:
+        return _plain_str(value, key=False)
+    if kind is int:
+        return bool(-_MAX_SAFE_INTEGER <= value <= _MAX_SAFE_INTEGER)
+    if kind is dict:
+        return all(type(k) is str and _plain_str(k, key=True) and _plain(v) for k, v in value.items())
+    if kind is list or kind is tuple:
+        return all(_plain(v) for v in value)
+    return False
 
 
 def sha256_hex(data: bytes) -> str:

@@ -87,9 +87,13 @@ class AgentFacts:
 
     name = "agents"
 
-    def read(self, repo: Repo, tenant_id: str, intent: Intent) -> list[rg.AgentVersion]:
-        if intent.agent_id is None:
-            return []
+    def read(self, repo: Repo, tenant_id: str, intent: Intent, facts: Facts) -> list[rg.AgentVersion]:
+        enforce = facts.enforce
+        checks = enforce is not None and (
+            enforce.bundle.config.agents.strict or enforce.bundle.config.agents.on_instruction_mismatch
+        )
+        if intent.agent_id is None or not checks:
+            return []  # the identify stage will skip: no query on the hot path
         return rg.get_agent_versions(repo, tenant_id, intent.agent_id)
 
 

@@ -138,7 +138,7 @@ class Authorizer:
         with self._d.store.read() as repo:
             facts = Facts(tenant_id, None, policies)
             for provider in self.providers:
-                facts.extra[provider.name] = provider.read(repo, tenant_id, intent)
+                facts.extra[provider.name] = provider.read(repo, tenant_id, intent, facts)
         draft = self.evaluate(intent, facts)
         would_be = {
             Effect.ALLOW: Status.AUTHORIZED,
@@ -174,7 +174,7 @@ class Authorizer:
                 self._policies.active(repo, tenant_id),
             )
             for provider in self.providers:
-                facts.extra[provider.name] = provider.read(repo, tenant_id, intent)
+                facts.extra[provider.name] = provider.read(repo, tenant_id, intent, facts)
         return None, _Prepared(tenant_id, intent, key, request_hash, facts)
 
     # -- the evaluation stages (pure: nothing is written) -------------------------------

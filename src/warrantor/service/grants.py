@@ -350,7 +350,7 @@ class GrantFacts:
     def __init__(self, deps: Deps) -> None:
         self._d = deps
 
-    def read(self, repo: Repo, tenant_id: str, intent: Intent) -> GrantFact | None:
+    def read(self, repo: Repo, tenant_id: str, intent: Intent, facts: Facts) -> GrantFact | None:
         if intent.authorization_id is None:
             return None
         if not intent.scope or intent.resource is None:

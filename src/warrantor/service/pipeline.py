@@ -52,7 +52,9 @@ class FactProvider(Protocol):
 
     name: str
 
-    def read(self, repo: Repo, tenant_id: str, intent: Intent) -> Any: ...
+    def read(self, repo: Repo, tenant_id: str, intent: Intent, facts: Facts) -> Any:
+        """Read this provider's facts; ``facts`` holds what was read before (policies)."""
+        ...
 
 
 class Stage(Protocol):

@@ -99,7 +99,7 @@ class RunFacts:
 
     name = "runs"
 
-    def read(self, repo: Repo, tenant_id: str, intent: Intent) -> rg.Run | None:
+    def read(self, repo: Repo, tenant_id: str, intent: Intent, facts: Facts) -> rg.Run | None:
         if intent.run_id is None:
             return None
         run = rg.get_run(repo, tenant_id, intent.run_id)

@@ -60,7 +60,7 @@ class Simulator:
                 facts = Facts(tenant_id, None, candidate)
                 try:
                     for provider in self._authorizer.providers:
-                        facts.extra[provider.name] = provider.read(repo, tenant_id, intent)
+                        facts.extra[provider.name] = provider.read(repo, tenant_id, intent, facts)
                     draft = self._authorizer.evaluate(intent, facts)
                     new = {"effect": draft.effect.value, "stage": draft.stage, "reason": draft.reason,
                            "rules": [r["id"] for r in draft.rules]}

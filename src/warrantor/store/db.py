@@ -34,6 +34,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from warrantor.errors import ConflictError, StorageError, WarrantorError
+from warrantor.store.fastpath import Savepoints
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -155,14 +156,11 @@ class Database:
                 if conn is None:
                     conn = self.writer_engine.connect()
                 results = self._run_batch(conn, batch)
-            except DBAPIError as exc:
+            except Exception as exc:  # the transaction failed as a whole: nothing was written
                 conn = self._discard(conn)
                 if _sqlstate(exc) in _RETRYABLE_SQLSTATES and attempt < 3:
                     time.sleep(0.005 * (attempt + 1))
                     continue
-                self._fail(batch, exc)
-                return conn
-            except Exception as exc:  # the commit itself failed: nothing was written
                 conn = self._discard(conn)
                 self._fail(batch, exc)
                 return conn
@@ -179,20 +177,18 @@ class Database:
     def _run_batch(self, conn: Connection, batch: list[_Job]) -> list[tuple[bool, Any]]:
         results: list[tuple[bool, Any]] = []
         with conn.begin():
-            for job in batch:
-                savepoint = conn.begin_nested()
+            savepoints = Savepoints(conn)
+            for i, job in enumerate(batch):
+                savepoints.begin(i)
                 try:
                     value = job.fn(conn)
-                except DBAPIError as exc:
-                    savepoint.rollback()
-                    if _sqlstate(exc) in _RETRYABLE_SQLSTATES:
-                        raise
-                    results.append((False, _wrap(exc)))
                 except Exception as exc:
-                    savepoint.rollback()
-                    results.append((False, exc))
+                    if _sqlstate(exc) in _RETRYABLE_SQLSTATES:
+                        raise  # the whole batch is retried
+                    savepoints.rollback(i)
+                    results.append((False, self._wrap(exc)))
                 else:
-                    savepoint.commit()
+                    savepoints.release(i)
                     results.append((True, value))
         return results
 
@@ -205,12 +201,30 @@ class Database:
             except Exception:  # the connection is already broken; nothing more to do
                 log.debug("closing a broken writer connection failed", exc_info=True)
 
-    @staticmethod
-    def _fail(batch: list[_Job], exc: BaseException) -> None:
+    def _fail(self, batch: list[_Job], exc: BaseException) -> None:
         log.error("write batch of %d failed: %s", len(batch), exc)
-        err = _wrap(exc)
+        err = self._wrap(exc)
         for job in batch:
             job.future.set_exception(err)
+
+    def _wrap(self, exc: BaseException) -> BaseException:
+        """Database errors become Warrantor errors; a job's own exceptions pass through.
+
+        Errors come either from SQLAlchemy (``DBAPIError``) or, on the raw fast path,
+        straight from the driver (its DB-API ``Error`` classes).
+        """
+        if isinstance(exc, WarrantorError):
+            return exc
+        dbapi = self.writer_engine.dialect.dbapi
+        if isinstance(exc, IntegrityError) or (dbapi is not None and isinstance(exc, dbapi.IntegrityError)):
+            conflict = UniqueViolationError("a concurrent request already wrote this record")
+            conflict.__cause__ = exc
+            return conflict
+        if isinstance(exc, DBAPIError) or (dbapi is not None and isinstance(exc, dbapi.Error)):
+            err = StorageError(f"the database failed a write: {type(exc).__name__}")
+            err.__cause__ = exc
+            return err
+        return exc
 
     def close(self) -> None:
         if self._thread is not None:
@@ -221,23 +235,12 @@ class Database:
         self.reader_engine.dispose()
 
 
-def _sqlstate(exc: DBAPIError) -> str | None:
-    return getattr(exc.orig, "sqlstate", None)
+def _sqlstate(exc: BaseException) -> str | None:
+    driver_error = exc.orig if isinstance(exc, DBAPIError) else exc
+    return getattr(driver_error, "sqlstate", None)
 
 
 class UniqueViolationError(ConflictError):
     """A unique constraint refused a write: another request got there first."""
 
     code = "CONFLICT"
-
-
-def _wrap(exc: BaseException) -> BaseException:
-    if isinstance(exc, WarrantorError):
-        return exc
-    if isinstance(exc, IntegrityError):
-        conflict = UniqueViolationError("a concurrent request already wrote this record")
-        conflict.__cause__ = exc
-        return conflict
-    err = StorageError(f"the database failed a write: {type(exc).__name__}")
-    err.__cause__ = exc
-    return err

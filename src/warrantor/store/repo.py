@@ -29,6 +29,7 @@ from warrantor.domain.model import (
 )
 from warrantor.store import schema as s
 from warrantor.store.codec import dumps, utc, utc_required
+from warrantor.store.fastpath import RawInsert, bump_counter
 
 _dumps = dumps
 _utc = utc
@@ -43,16 +44,11 @@ class Repo:
     # -- counters --------------------------------------------------------------------
     def next_counter(self, name: str, n: int = 1) -> int:
         """Add ``n`` to a counter and return its value before; the row lock serializes."""
-        row = self.conn.execute(
-            sa.update(s.counters)
-            .where(s.counters.c.name == name)
-            .values(value=s.counters.c.value + n)
-            .returning(s.counters.c.value)
-        ).first()
-        if row is None:
+        value = bump_counter(self.conn, name, n)
+        if value is None:
             self.conn.execute(sa.insert(s.counters).values(name=name, value=n))
             return 0
-        return int(row[0]) - n
+        return value - n
 
     def counter(self, name: str) -> int:
         row = self.conn.execute(
@@ -188,7 +184,7 @@ class Repo:
     def insert_action(self, a: Action | dict[str, Any]) -> None:
         """Insert an action; pass ``action_values(a)`` computed outside the write job to keep
         JSON encoding off the single writer thread."""
-        self.conn.execute(_INSERT_ACTION, a if isinstance(a, dict) else action_values(a))
+        _INSERT_ACTION.execute(self.conn, [a if isinstance(a, dict) else action_values(a)])
 
     def get_action(self, tenant_id: str, action_id: str, *, for_update: bool = False) -> Action | None:
         q = sa.select(s.actions).where(s.actions.c.tenant_id == tenant_id, s.actions.c.id == action_id)
@@ -380,8 +376,8 @@ class Repo:
             row["log_index"] = first + i
             entries.append({"idx": first + i, "entry": bytes.fromhex(row["envelope_digest"]),
                             "evidence_id": row["id"], "created_at": now})
-        self.conn.execute(_INSERT_EVIDENCE, rows)
-        self.conn.execute(_INSERT_LOG_ENTRY, entries)
+        _INSERT_EVIDENCE.execute(self.conn, rows)
+        _INSERT_LOG_ENTRY.execute(self.conn, entries)
         return first
 
     def insert_evidence(self, e: Evidence) -> None:
@@ -485,9 +481,9 @@ class Repo:
         ]
 
 
-_INSERT_ACTION = sa.insert(s.actions)
-_INSERT_EVIDENCE = sa.insert(s.evidence)
-_INSERT_LOG_ENTRY = sa.insert(s.log_entries)
+_INSERT_ACTION = RawInsert(s.actions)
+_INSERT_EVIDENCE = RawInsert(s.evidence)
+_INSERT_LOG_ENTRY = RawInsert(s.log_entries)
 
 
 def action_values(a: Action) -> dict[str, Any]:

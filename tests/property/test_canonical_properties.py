@@ -1,0 +1,53 @@
+"""The fast canonicalization path gives exactly the bytes of the ``rfc8785`` reference."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from warrantor.evidence import canonical
+from warrantor.evidence.canonical import canonicalize
+
+SAFE = 2**53 - 1
+text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)  # no lone surrogates
+scalars = st.none() | st.booleans() | st.integers(-SAFE, SAFE) | text
+json_values = st.recursive(
+    scalars,
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(text, children, max_size=5),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=2000)
+@given(json_values)
+def test_fast_path_equals_the_reference(value: Any) -> None:
+    assert canonicalize(value) == rfc8785.dumps(value)
+
+
+@given(st.dictionaries(st.sampled_from(["a", "\uffff", "\U0001f600", "\ue000", "z", "\u00e9"]), st.integers(0, 9)))
+def test_keys_that_sort_differently_in_utf16_take_the_reference_path(value: dict[str, int]) -> None:
+    assert canonicalize(value) == rfc8785.dumps(value)
+
+
+def test_the_fast_path_is_taken_for_ordinary_documents() -> None:
+    assert canonical._plain({"a": [1, "é", None, True], "b": {"c": -5}})
+    assert not canonical._plain({"x": 1.5})
+    assert not canonical._plain({"\U0001f600": 1})
+    assert not canonical._plain(2**60)
+
+
+def test_values_json_cannot_carry_exactly_are_refused() -> None:
+    for bad in (float("nan"), 2**60, {1: "non-string key"}):
+        try:
+            canonicalize(bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad!r} was accepted")
+
+
+def test_control_characters_and_escapes_match() -> None:
+    value = {"s": "\u0000\u001f\b\f\n\r\t\"\\/\u007f\u2028"}
+    assert canonicalize(value) == rfc8785.dumps(value)
