@@ -11,11 +11,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from support import pg_database
 from warrantor.domain.model import Tenant
 from warrantor.errors import NotFoundError
 from warrantor.store import Repo, Store, UniqueViolationError
+from warrantor.store import schema as s
+from warrantor.store.fastpath import RawInsert
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -119,3 +122,20 @@ def test_counters_start_at_zero(store: Store) -> None:
     assert store.write(lambda repo: repo.next_counter("c", 5)) == 1
     with store.read() as repo:
         assert repo.counter("c") == 6
+
+
+def test_fast_path_rows_read_back_like_core_rows(store: Store) -> None:
+    """The raw-cursor inserts store values exactly as SQLAlchemy Core would."""
+    when = datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=UTC)
+    store.write(lambda repo: repo.append_log_entries([(b"\x01" * 32, "via-core")], when))
+
+    insert = RawInsert(s.log_entries)
+    store.db.write(lambda conn: insert.execute(conn, [
+        {"idx": 1, "entry": b"\x02" * 32, "evidence_id": "via-raw", "created_at": when}]))
+    with store.db.read() as conn:
+        rows = conn.execute(sa.select(s.log_entries.c.created_at, s.log_entries.c.entry)
+                            .order_by(s.log_entries.c.idx)).all()
+        texts = conn.execute(sa.text("SELECT CAST(created_at AS TEXT) FROM log_entries ORDER BY idx")).all()
+    assert rows[0][0].replace(tzinfo=UTC) == rows[1][0].replace(tzinfo=UTC) == when
+    assert bytes(rows[1][1]) == b"\x02" * 32
+    assert texts[0][0] == texts[1][0]  # byte-identical storage, so range queries compare alike

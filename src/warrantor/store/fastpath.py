@@ -59,7 +59,7 @@ class RawInsert:
             sql = (f"INSERT INTO {self.table.name} ({', '.join(c.name for c in columns)}) "  # noqa: S608
                    f"VALUES ({', '.join([ph] * len(columns))})")
             plan: _Plan = [
-                (c.name, c.type.bind_processor(conn.dialect),
+                (c.name, c.type.dialect_impl(conn.dialect).bind_processor(conn.dialect),
                  c.default.arg if isinstance(c.default, ScalarElementColumnDefault) else None)
                 for c in columns
             ]
