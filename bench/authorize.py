@@ -24,58 +24,14 @@ import os
 import platform
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
-
-ROOT = Path(__file__).resolve().parent.parent
-OPERATOR = "wrt_benchoperatorbenchoperatorbench"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "warrantor.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--data-dir", str(data_dir), "--demo", "--log-level", "warning"]
-    env = {**os.environ, "WARRANTOR_OPERATOR_KEY": OPERATOR}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("server did not start")
-
-
-LUA = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer %s"
-local n = 0
-request = function()
-  n = n + 1
-  local body = string.format('{"action_type":"wire_transfer","details":"bench %%d","instruction_hash":"sha256:ab",'
-    .. '"payload":{"amount_minor":%%d,"currency":"EUR","beneficiary":"ACME GmbH"}}', n, 1000 + (n %% 997))
-  return wrk.format(nil, "/v1/actions", nil, body)
-end
-response = function(status, headers, body)
-  if status ~= 201 then io.stderr:write("unexpected status " .. status .. "\\n") end
-end
-"""
+from _server import AUTHORIZE_LUA, ROOT, free_port, start_server, stop_server
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
@@ -124,7 +80,7 @@ def main() -> int:
     try:
         keys = json.loads((data_dir / "demo.json").read_text())
         script = data_dir / "authorize.lua"
-        script.write_text(LUA % keys["agent_key"])
+        script.write_text(AUTHORIZE_LUA % keys["agent_key"])
         run_wrk(f"{base}/healthz", 2, args.connections, None)  # warm-up
         run_wrk(base, 2, args.connections, script)
         baseline, authorize = [], []
@@ -133,11 +89,7 @@ def main() -> int:
             authorize.append(run_wrk(base, args.seconds, args.connections, script))
         gc = group_commit_stats(base)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc)
         shutil.rmtree(data_dir, ignore_errors=True)
     b, a = median_of(baseline), median_of(authorize)
     result = {

@@ -33,7 +33,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from support import WIRE, make_env  # noqa: E402
-
 from warrantor.evidence.canonical import canonicalize  # noqa: E402
 from warrantor.policy.normalize import build_input  # noqa: E402
 from warrantor.service.intent import Intent  # noqa: E402

@@ -30,19 +30,17 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from authorize import free_port, parse_wrk
+from _server import AUTHORIZE_LUA, OPERATOR, ROOT, free_port, start_server, stop_server
+from authorize import parse_wrk
 
 from warrantor.demo import demo_bundle
 
-ROOT = Path(__file__).resolve().parent.parent
-OPERATOR = "wrt_benchoperatorbenchoperatorbench"
 ON_CONFIG = {
     "budgets": [
         {"id": "daily-count", "metric": "count", "scope": "tenant", "window": "calendar_day",
@@ -53,39 +51,6 @@ ON_CONFIG = {
     "rate_limits": {"per_key": {"rate_per_second": 100000, "burst": 100000},
                     "per_agent": {"rate_per_second": 100000, "burst": 100000}},
 }
-LUA = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer %s"
-local n = 0
-request = function()
-  n = n + 1
-  local body = string.format('{"action_type":"wire_transfer","details":"bench %%d","instruction_hash":"sha256:ab",'
-    .. '"payload":{"amount_minor":%%d,"currency":"EUR","beneficiary":"ACME GmbH"}}', n, 1000 + (n %% 997))
-  return wrk.format(nil, "/v1/actions", nil, body)
-end
-response = function(status, headers, body)
-  if status ~= 201 then io.stderr:write("unexpected status " .. status .. "\\n") end
-end
-"""
-
-
-def start(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "warrantor.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--data-dir", str(data_dir), "--log-level", "warning"]
-    env = {**os.environ, "WARRANTOR_OPERATOR_KEY": OPERATOR}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("server did not start")
-
-
 def setup(base: str) -> tuple[str, dict[str, str]]:
     """A tenant; returns the agent key and the bundle hash per mode."""
     op = {"Authorization": f"Bearer {OPERATOR}"}
@@ -116,13 +81,13 @@ def main() -> int:
         raise SystemExit("wrk is required: apt-get install wrk")
     data_dir = Path(tempfile.mkdtemp(prefix="warrantor-bench-budgets-"))
     port = free_port()
-    proc = start(data_dir, port)
+    proc = start_server(data_dir, port, demo=False)
     base = f"http://127.0.0.1:{port}"
     runs: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
     try:
         agent_key, hashes = setup(base)
         script = data_dir / "authorize.lua"
-        script.write_text(LUA % agent_key)
+        script.write_text(AUTHORIZE_LUA % agent_key)
         admin = {"Authorization": hashes["admin"]}
         for _ in range(args.rounds):
             for mode in ("off", "on"):
@@ -134,8 +99,7 @@ def main() -> int:
                 print(mode, runs[mode][-1], flush=True)
         budgets = httpx.get(f"{base}/v1/budgets", headers=admin).json()
     finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+        stop_server(proc)
     medians = {m: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for m, rs in runs.items()}
     result = {
         "benchmark": "authorize throughput, budgets + rate limits on vs off",

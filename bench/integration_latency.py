@@ -24,11 +24,8 @@ import argparse
 import json
 import os
 import platform
-import signal
-import socket
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,32 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from _server import ROOT, free_port, start_server, stop_server
 
-ROOT = Path(__file__).resolve().parent.parent
-OPERATOR = "wrt_benchoperatorbenchoperatorbench"
 WIRE = {"amount_minor": 1000, "currency": "EUR", "beneficiary": "ACME GmbH"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(data_dir: Path, port: int, interval_ms: int) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "warrantor.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--data-dir", str(data_dir), "--demo", "--log-level", "warning"]
-    env = {**os.environ, "WARRANTOR_OPERATOR_KEY": OPERATOR, "WARRANTOR_INTEGRATE_INTERVAL_MS": str(interval_ms)}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("server did not start")
 
 
 def drive(url: str, key: str, requests: int, concurrency: int) -> float:
@@ -143,7 +117,7 @@ def run(interval_ms: int, requests: int, concurrency: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
         port = free_port()
-        proc = start_server(data_dir, port, interval_ms)
+        proc = start_server(data_dir, port, env={"WARRANTOR_INTEGRATE_INTERVAL_MS": str(interval_ms)})
         url = f"http://127.0.0.1:{port}"
         try:
             key = json.loads((data_dir / "demo.json").read_text())["agent_key"]
@@ -152,8 +126,7 @@ def run(interval_ms: int, requests: int, concurrency: int) -> dict[str, Any]:
             metrics = histogram(url)
             checkpoints = httpx.get(f"{url}/v1/log/checkpoint?format=json").json()["size"]
         finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=15)
+            stop_server(proc)
         latencies = exact_latencies(data_dir / "warrantor.db")
     return {
         "interval_ms": interval_ms,

@@ -1,0 +1,68 @@
+"""What the HTTP benchmarks share: a real ``warrantor serve`` on a free loopback port, and
+the wrk script that authorizes allowed wire transfers.
+
+The server is started in a child process and stopped by PID (SIGTERM, then SIGKILL).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+OPERATOR = "wrt_benchoperatorbenchoperatorbench"
+
+AUTHORIZE_LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %s"
+local n = 0
+request = function()
+  n = n + 1
+  local body = string.format('{"action_type":"wire_transfer","details":"bench %%d","instruction_hash":"sha256:ab",'
+    .. '"payload":{"amount_minor":%%d,"currency":"EUR","beneficiary":"ACME GmbH"}}', n, 1000 + (n %% 997))
+  return wrk.format(nil, "/v1/actions", nil, body)
+end
+response = function(status, headers, body)
+  if status ~= 201 then io.stderr:write("unexpected status " .. status .. "\\n") end
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(data_dir: Path, port: int, *, demo: bool = True,
+                 env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "warrantor.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port),
+           "--data-dir", str(data_dir), "--log-level", "warning", *(["--demo"] if demo else [])]
+    child_env = {**os.environ, "WARRANTOR_OPERATOR_KEY": OPERATOR, **(env or {})}
+    proc = subprocess.Popen(cmd, env=child_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("server did not start within 30 s")
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
