@@ -159,3 +159,10 @@ def test_long_poll_times_out_with_the_unchanged_action(env: Env) -> None:
     action_id = env.authorize(payload={**WIRE, "amount_minor": 6_000_000}).json()["action_id"]
     r = env.client.get(f"/v1/actions/{action_id}?wait=0.3", headers=env.h("agent"))
     assert r.json()["status"] == "pending_approval"
+
+
+def test_a_body_that_is_not_declared_json_gets_415_saying_so(env: Env) -> None:
+    r = env.client.post("/v1/tenants", content=b'{"name": "x"}', headers={
+        **env.operator, "content-type": "application/x-www-form-urlencoded"})
+    assert (r.status_code, r.json()["code"]) == (415, "UNSUPPORTED_MEDIA_TYPE")
+    assert "application/json" in r.json()["detail"]

@@ -86,6 +86,13 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
         errors = [_error(e) for e in exc.errors()]
+        content_type = request.headers.get("content-type", "")
+        if request.url.path.startswith("/v1/") and content_type and "json" not in content_type.lower():
+            return problem_response(
+                415, "UNSUPPORTED_MEDIA_TYPE",
+                f"expected Content-Type: application/json, got {content_type.split(';')[0]!r}",
+                request_id_of(request), title="Unsupported media type",
+            )
         if any(e["type"] in ("json_invalid", "json_type") for e in errors):
             return problem_response(
                 400, "MALFORMED_JSON", "expected a JSON object as the request body: " + errors[0]["msg"],
