@@ -243,3 +243,20 @@ def test_settlement_in_a_later_bucket_adjusts_the_reserved_bucket(clock_env: tup
     assert usage_of(env, "tokens")[0]["consumed"] == 300
     assert env.authorize(usage={"tokens": 700}).status_code == 201
     assert env.authorize(usage={"tokens": 1}).json()["code"] == "CUMULATIVE_BUDGET_EXCEEDED"
+
+
+@pytest.mark.parametrize("window", ["calendar_day", "1h"])
+def test_a_limit_is_reached_exactly_and_never_passed(clock_env: tuple[Env, FixedClock], window: str) -> None:
+    env, _ = clock_env
+    activate(env, {"budgets": [budget("wires", "payload.amount_minor", "tenant", window, 5000),
+                               budget("tokens", "tokens", "agent", window, 0)]})
+    assert env.authorize(payload={**WIRE, "amount_minor": 3000}).status_code == 201
+    assert env.authorize(payload={**WIRE, "amount_minor": 2000}).status_code == 201  # exactly the limit
+    halt = env.authorize(payload={**WIRE, "amount_minor": 1}).json()["details"]["halt"]
+    assert (halt["budget_id"], halt["consumed"], halt["requested"]) == ("wires", 5000, 1)
+    assert env.authorize(payload={**WIRE, "amount_minor": 0}).status_code == 201  # 5000 + 0 fits
+    # an amount above the limit in an empty window: denied, nothing consumed
+    halt = env.authorize(payload={**WIRE, "amount_minor": 0}, usage={"tokens": 1}).json()["details"]["halt"]
+    assert (halt["budget_id"], halt["consumed"], halt["requested"]) == ("tokens", 0, 1)
+    assert [u["consumed"] for u in usage_of(env, "wires")] == [5000]
+    assert [u["consumed"] for u in usage_of(env, "tokens")] == [0]

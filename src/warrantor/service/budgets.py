@@ -21,6 +21,15 @@ transaction. For each slot, in a fixed order, it locks the counter row
 row, rolling windows keep it in bucket rows read under the same lock. Every process on
 one database therefore serializes on the row and no limit is overshot.
 
+Cost (the guard runs in the single writer thread, so every statement is paid serially):
+an allowed reservation is one conditional upsert for a calendar or run window (lock, add
+and compare in the database: ``repo_guard.reserve_on_counter``), and for a rolling window
+the locked read of the bucket sum (one statement on SQLite, two on PostgreSQL) plus the
+bucket upsert; the ledger rows of all slots are one ``executemany``. When the fast path
+finds the amount does not fit (or the numbers are too large for BIGINT arithmetic), the
+slot is re-read under its lock and compared in Python (``would_exceed``), which decides
+and explains the breach exactly as before.
+
 Rolling windows (``1h``, ``1d``, ``30d``) are bucketed, so a reservation costs the same
 however many reservations the window holds. Each window is cut into 60 fixed buckets
 (``policy.limits.bucket_start``: 1 minute, 24 minutes, 12 hours, aligned on the Unix
@@ -188,12 +197,17 @@ class Ledger:
         return sorted((s for s in found if s is not None), key=lambda s: s.order)
 
     def reserve(self, repo: Repo, tenant_id: str, action_id: str, intent: Intent, now: datetime,
-                *, force: bool = False) -> None:
-        """Reserve the intent's consumption on every matching budget, or raise GuardStop."""
+                *, force: bool = False, run: rg.Run | None = None) -> None:
+        """Reserve the intent's consumption on every matching budget, or raise GuardStop.
+
+        ``run`` is the intent's run when the caller has already read it in this transaction.
+        """
         budgets = self.budgets(repo, tenant_id)
         if not budgets:
             return
-        run = rg.get_run(repo, tenant_id, intent.run_id) if intent.run_id else None
+        if run is None and intent.run_id:
+            run = rg.get_run(repo, tenant_id, intent.run_id)
+        rows: list[rg.LedgerRow] = []
         for slot in self.slots(budgets, intent.agent_id, run, now):
             try:
                 amount = amount_for(slot.budget.metric, intent.payload, intent.usage)
@@ -204,14 +218,44 @@ class Ledger:
                                 details={"budget_id": slot.budget.id, "error": str(exc)}) from exc
             if amount is None:
                 continue
-            used = consumed(repo, tenant_id, slot, now)
-            if not force and would_exceed(used, amount, slot.budget.limit):
-                effect = Effect.DENY if slot.budget.on_exceed == "deny" else Effect.REQUIRE_APPROVAL
-                reason = halt_reason(slot.budget)
-                raise GuardStop("budget", effect, reason, code=reason,
-                                details=halt_details(slot, used, amount))
-            self._book(repo, tenant_id, slot, amount, now, action_id=action_id,
-                       run_id=intent.run_id, state="reserved")
+            row = self._row(slot, amount, now, action_id=action_id, run_id=intent.run_id, state="reserved")
+            if force or not self._reserve_fast(repo, tenant_id, slot, row, now):
+                self._reserve_slow(repo, tenant_id, slot, row, now, force=force)
+            rows.append(row)
+        rg.insert_ledger(repo, tenant_id, rows, now)
+
+    def _reserve_fast(self, repo: Repo, tenant_id: str, slot: Slot, row: rg.LedgerRow, now: datetime) -> bool:
+        """The allowed path in as few statements as the window allows; False: use the slow path.
+
+        Calendar and run windows: one conditional upsert that adds the amount only when it
+        fits (``reserve_on_counter``). Rolling windows: the locked row and the bucket sum
+        (``lock_window_sum``), then the bucket upsert when the amount fits. A breach
+        returns False before anything is booked; so does an amount or limit too large for
+        the BIGINT arithmetic, which the slow path checks in Python.
+        """
+        limit, amount = slot.budget.limit, row.amount
+        if not amount <= limit <= rg.INT64_MAX:
+            return False
+        if not slot.rolling:
+            return rg.reserve_on_counter(repo, tenant_id, slot.budget.id, slot.scope_key, slot.window_key,
+                                         slot.window_start, amount, limit, now) is not None
+        assert slot.window_start is not None
+        used = rg.lock_window_sum(repo, tenant_id, slot.budget.id, slot.scope_key, slot.window_key,
+                                  slot.window_start, now)
+        if would_exceed(used, amount, limit):
+            return False
+        self._adjust(repo, tenant_id, row, amount, now)
+        return True
+
+    def _reserve_slow(self, repo: Repo, tenant_id: str, slot: Slot, row: rg.LedgerRow, now: datetime,
+                      *, force: bool) -> None:
+        """Lock, read, compare in Python and book; raises GuardStop with the halt on a breach."""
+        used = consumed(repo, tenant_id, slot, now)
+        if not force and would_exceed(used, row.amount, slot.budget.limit):
+            effect = Effect.DENY if slot.budget.on_exceed == "deny" else Effect.REQUIRE_APPROVAL
+            reason = halt_reason(slot.budget)
+            raise GuardStop("budget", effect, reason, code=reason, details=halt_details(slot, used, row.amount))
+        self._adjust(repo, tenant_id, row, row.amount, now)
 
     def record_usage(self, repo: Repo, run: rg.Run, usage: Mapping[str, int], now: datetime) -> list[dict[str, Any]]:
         """Book reported run usage on every tokens/cost budget; return the run budgets now over."""
@@ -237,11 +281,15 @@ class Ledger:
                 out.append(halt_details(slot, used, 0))
         return out
 
+    def _row(self, slot: Slot, amount: int, now: datetime, *, action_id: str | None, run_id: str | None,
+             state: str) -> rg.LedgerRow:
+        return rg.LedgerRow(self._d.ids.new("bgt"), slot.budget.id, slot.scope_key, slot.window_key,
+                            slot.budget.metric, action_id, run_id, amount, state, now, slot.bucket)
+
     def _book(self, repo: Repo, tenant_id: str, slot: Slot, amount: int, now: datetime, *,
               action_id: str | None, run_id: str | None, state: str) -> None:
-        row = rg.LedgerRow(self._d.ids.new("bgt"), slot.budget.id, slot.scope_key, slot.window_key,
-                           slot.budget.metric, action_id, run_id, amount, state, now, slot.bucket)
-        rg.insert_ledger(repo, tenant_id, row, now)
+        row = self._row(slot, amount, now, action_id=action_id, run_id=run_id, state=state)
+        rg.insert_ledger(repo, tenant_id, [row], now)
         self._adjust(repo, tenant_id, row, amount, now)
 
     def release(self, repo: Repo, tenant_id: str, action_id: str, now: datetime) -> None:
@@ -288,12 +336,13 @@ class BudgetGuard:
                 draft: Draft, now: datetime) -> None:
         if draft.effect is Effect.DENY or principal.tenant_id is None:
             return
+        run = None
         if intent.run_id:
             run = rg.get_run(repo, principal.tenant_id, intent.run_id, for_update=True)
             if run is not None and run.status == "halted":
                 raise GuardStop("budget", Effect.DENY, "BUDGET_EXHAUSTED", code="BUDGET_EXHAUSTED",
                                 details={**(run.halt or {}), "run_id": run.id, "run_status": "halted"})
-        self._ledger.reserve(repo, principal.tenant_id, action_id, intent, now)
+        self._ledger.reserve(repo, principal.tenant_id, action_id, intent, now, run=run)
 
 
 class BudgetHook:

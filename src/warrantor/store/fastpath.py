@@ -110,3 +110,35 @@ class Savepoints:
     def rollback(self, i: int) -> None:
         self._cursor.execute(f"ROLLBACK TO SAVEPOINT job_{i}")
         self._cursor.execute(f"RELEASE SAVEPOINT job_{i}")
+
+
+# -- single statements on the raw cursor (budgets and rate limits) ------------------------
+_BINDERS: dict[tuple[str, sa.Column[Any]], Callable[[Any], Any] | None] = {}
+
+
+def bind(conn: Connection, column: sa.Column[Any], value: Any) -> Any:
+    """``value`` as ``column``'s bind processor formats it for this dialect (as Core binds it).
+
+    The same processors ``RawInsert`` uses, so a raw ``WHERE`` or ``SET`` compares and
+    stores exactly what Core would (on SQLite a ``DateTime`` becomes its stored text).
+    """
+    key = (conn.dialect.name, column)
+    try:
+        proc = _BINDERS[key]
+    except KeyError:
+        proc = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+        _BINDERS[key] = proc
+    return proc(value) if proc is not None and value is not None else value
+
+
+def execute(conn: Connection, sql: str, params: tuple[Any, ...]) -> None:
+    """Run one statement on the raw cursor (SQL from our own code only, values bound)."""
+    raw_cursor(conn).execute(sql, params)
+
+
+def fetch_row(conn: Connection, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """Run one ``SELECT`` or ``... RETURNING`` on the raw cursor; its first row, or None."""
+    cursor = raw_cursor(conn)
+    cursor.execute(sql, params)
+    rows = cursor.fetchall()
+    return tuple(rows[0]) if rows else None

@@ -10,19 +10,32 @@ Rolling budget windows keep their consumption in ``budget_buckets`` (one row per
 sub-window bucket): ``add_to_window_bucket`` is one upsert, ``window_bucket_sum`` an indexed
 range over the primary key (at most 61 rows). The ledger is the audit trail and is not
 summed.
+
+The authorization's guards (``reserve_on_counter``, ``lock_window_sum``,
+``add_to_window_bucket``, ``insert_ledger``, ``take_from_bucket``) run on the raw DB-API
+cursor (``store/fastpath.py``) inside the writer's transaction, and fold the
+insert-if-missing / locked read / update sequence into one statement where the database
+can decide atomically: a conditional ``INSERT ... ON CONFLICT DO UPDATE ... WHERE ...
+RETURNING`` locks the row on PostgreSQL (rows whose ``WHERE`` fails are locked too) and
+sees its latest committed version, like ``SELECT ... FOR UPDATE``. When the ``WHERE``
+fails, the caller takes the Core path above to explain the refusal. Values are bound
+through each column's own bind processor (``fastpath.bind``), so rows are stored exactly
+as Core stores them.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from functools import cache
+from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from warrantor.store import Repo
+from warrantor.store import Repo, fastpath
 from warrantor.store import schema as core
 from warrantor.store.repo import _utc
 from warrantor.store.schema_guard import (
@@ -195,19 +208,23 @@ def add_to_counter(repo: Repo, tenant_id: str, budget_id: str, scope_key: str, w
     )
 
 
-_BUCKET_KEY = [col.name for col in budget_buckets.primary_key.columns]
+@cache
+def _bucket_upsert_sql(ph: str) -> str:
+    return (
+        "INSERT INTO budget_buckets (tenant_id, budget_id, scope_key, window_key, bucket_start, consumed, "  # noqa: S608
+        f"updated_at) VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, {ph}, {ph}) "
+        "ON CONFLICT (tenant_id, budget_id, scope_key, window_key, bucket_start) DO UPDATE SET "
+        "consumed = budget_buckets.consumed + excluded.consumed, updated_at = excluded.updated_at"
+    )
 
 
 def add_to_window_bucket(repo: Repo, tenant_id: str, budget_id: str, scope_key: str, window_key: str,
                          bucket_start: datetime, delta: int, now: datetime) -> None:
-    """Add ``delta`` to one rolling-window bucket, creating it (one upsert statement)."""
-    dialect_insert = postgresql.insert if repo.dialect == "postgresql" else sqlite.insert
-    stmt = dialect_insert(budget_buckets).values(
-        tenant_id=tenant_id, budget_id=budget_id, scope_key=scope_key, window_key=window_key,
-        bucket_start=bucket_start, consumed=delta, updated_at=now,
-    )
-    repo.conn.execute(stmt.on_conflict_do_update(
-        index_elements=_BUCKET_KEY, set_={"consumed": budget_buckets.c.consumed + delta, "updated_at": now},
+    """Add ``delta`` to one rolling-window bucket, creating it (one upsert, raw cursor)."""
+    conn, b = repo.conn, budget_buckets.c
+    fastpath.execute(conn, _bucket_upsert_sql(fastpath.placeholder(conn)), (
+        tenant_id, budget_id, scope_key, window_key, fastpath.bind(conn, b.bucket_start, bucket_start),
+        delta, fastpath.bind(conn, b.updated_at, now),
     ))
 
 
@@ -222,6 +239,90 @@ def window_bucket_sum(repo: Repo, tenant_id: str, budget_id: str, scope_key: str
     return int(repo.conn.execute(q).scalar_one())
 
 
+# The largest BIGINT: hot-path arithmetic stays below it (the Core path handles the rest).
+INT64_MAX: Final = 2**63 - 1
+_COUNTER_KEY = "tenant_id = {p} AND budget_id = {p} AND scope_key = {p} AND window_key = {p}"
+
+
+@cache
+def _reserve_counter_sql(ph: str) -> str:
+    return (
+        "INSERT INTO budget_counters (tenant_id, budget_id, scope_key, window_key, consumed, window_start, "  # noqa: S608
+        f"updated_at) VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, {ph}, {ph}) "
+        "ON CONFLICT (tenant_id, budget_id, scope_key, window_key) DO UPDATE SET "
+        "consumed = budget_counters.consumed + excluded.consumed, "
+        "updated_at = CASE WHEN excluded.consumed = 0 THEN budget_counters.updated_at "
+        "ELSE excluded.updated_at END "
+        f"WHERE budget_counters.consumed <= {ph} RETURNING consumed"
+    )
+
+
+def reserve_on_counter(repo: Repo, tenant_id: str, budget_id: str, scope_key: str, window_key: str,
+                       window_start: datetime | None, amount: int, limit: int, now: datetime) -> int | None:
+    """Add ``amount`` to a calendar or run window's counter row unless that passes ``limit``.
+
+    One statement: creates the row holding ``amount``, or locks it and adds ``amount`` when
+    ``consumed + amount <= limit`` (``updated_at`` moves only when ``amount`` is not 0, as
+    with ``lock_counter`` + ``add_to_counter``). Returns the consumption before this
+    amount, or None when it would pass the limit: nothing changed, and on PostgreSQL the
+    row stays locked until the transaction (or its savepoint) ends. Requires ``0 <= amount
+    <= limit <= INT64_MAX``, so neither the comparison nor the sum can overflow a BIGINT.
+    """
+    if not 0 <= amount <= limit <= INT64_MAX:
+        raise ValueError(f"expected 0 <= amount <= limit <= {INT64_MAX}, got amount {amount}, limit {limit}")
+    conn, c = repo.conn, budget_counters.c
+    row = fastpath.fetch_row(conn, _reserve_counter_sql(fastpath.placeholder(conn)), (
+        tenant_id, budget_id, scope_key, window_key, amount, fastpath.bind(conn, c.window_start, window_start),
+        fastpath.bind(conn, c.updated_at, now), limit - amount,
+    ))
+    return None if row is None else int(row[0]) - amount
+
+
+@cache
+def _window_sum_sql(ph: str, *, with_lock_row: bool) -> str:
+    bucket_sum = (
+        "SELECT coalesce(sum(consumed), 0) FROM budget_buckets WHERE "  # noqa: S608
+        f"{_COUNTER_KEY.format(p=ph)} AND bucket_start >= {ph}"
+    )
+    if not with_lock_row:
+        return bucket_sum
+    return f"SELECT (SELECT 1 FROM budget_counters WHERE {_COUNTER_KEY.format(p=ph)}), ({bucket_sum})"  # noqa: S608
+
+
+@cache
+def _lock_counter_sql(ph: str) -> str:
+    return f"SELECT 1 FROM budget_counters WHERE {_COUNTER_KEY.format(p=ph)} FOR UPDATE"  # noqa: S608
+
+
+def lock_window_sum(repo: Repo, tenant_id: str, budget_id: str, scope_key: str, window_key: str,
+                    since: datetime, now: datetime) -> int:
+    """Lock (creating) a rolling window's counter row; return its buckets' sum since ``since``.
+
+    PostgreSQL: ``SELECT ... FOR UPDATE`` on the counter row, then the sum in a statement of
+    its own, whose snapshot is taken after the lock is granted (READ COMMITTED), so it sees
+    every reservation committed by the writer that held the lock before. SQLite: the one
+    ``BEGIN IMMEDIATE`` writer already serializes every write, so one statement reads
+    whether the row exists and the sum. The row is created (consumed 0, as
+    ``lock_counter`` does) the first time; ``GET /v1/budgets`` lists windows from it.
+    """
+    conn = repo.conn
+    ph = fastpath.placeholder(conn)
+    key = (tenant_id, budget_id, scope_key, window_key)
+    since_bound = fastpath.bind(conn, budget_buckets.c.bucket_start, since)
+    if repo.dialect == "postgresql":
+        if fastpath.fetch_row(conn, _lock_counter_sql(ph), key) is None:
+            lock_counter(repo, tenant_id, budget_id, scope_key, window_key, None, now)
+        row = fastpath.fetch_row(conn, _window_sum_sql(ph, with_lock_row=False), (*key, since_bound))
+    else:
+        row = fastpath.fetch_row(conn, _window_sum_sql(ph, with_lock_row=True), (*key, *key, since_bound))
+        assert row is not None
+        if row[0] is None:
+            lock_counter(repo, tenant_id, budget_id, scope_key, window_key, None, now)
+        row = row[1:]
+    assert row is not None
+    return int(row[0])
+
+
 def counters(repo: Repo, tenant_id: str, budget_id: str, limit: int = 200) -> list[dict[str, Any]]:
     c = budget_counters.c
     rows = repo.conn.execute(
@@ -231,13 +332,17 @@ def counters(repo: Repo, tenant_id: str, budget_id: str, limit: int = 200) -> li
     return [dict(m) for m in rows]
 
 
-def insert_ledger(repo: Repo, tenant_id: str, row: LedgerRow, now: datetime) -> None:
-    repo.conn.execute(sa.insert(budget_ledger).values(
-        id=row.id, tenant_id=tenant_id, budget_id=row.budget_id, scope_key=row.scope_key,
-        window_key=row.window_key, metric=row.metric, action_id=row.action_id, run_id=row.run_id,
-        amount=row.amount, state=row.state, bucket_start=row.bucket_start, created_at=row.created_at,
-        updated_at=now,
-    ))
+_LEDGER_INSERT = fastpath.RawInsert(budget_ledger)
+
+
+def insert_ledger(repo: Repo, tenant_id: str, rows: Iterable[LedgerRow], now: datetime) -> None:
+    """Insert ledger rows (one ``executemany`` on the raw cursor)."""
+    _LEDGER_INSERT.execute(repo.conn, [{
+        "id": row.id, "tenant_id": tenant_id, "budget_id": row.budget_id, "scope_key": row.scope_key,
+        "window_key": row.window_key, "metric": row.metric, "action_id": row.action_id, "run_id": row.run_id,
+        "amount": row.amount, "state": row.state, "bucket_start": row.bucket_start,
+        "created_at": row.created_at, "updated_at": now,
+    } for row in rows])
 
 
 def ledger_for_action(repo: Repo, tenant_id: str, action_id: str) -> list[LedgerRow]:
@@ -279,6 +384,46 @@ def set_bucket(repo: Repo, tenant_id: str, kind: str, key: str, tokens: float, n
         sa.update(rate_buckets).where(b.tenant_id == tenant_id, b.kind == kind, b.bucket_key == key)
         .values(tokens=tokens, updated_at=now)
     )
+
+
+
+@cache
+def _take_sql(ph: str, dialect: str) -> str:
+    big, small = ("GREATEST", "LEAST") if dialect == "postgresql" else ("max", "min")
+    # policy.limits.take, operation for operation, in IEEE doubles:
+    # available = min(burst, tokens + max(0, now - updated_at) * rate)
+    available = (f"{small}({ph}, rate_buckets.tokens + "
+                 f"{big}({ph}, excluded.updated_at - rate_buckets.updated_at) * {ph})")
+    return (
+        "INSERT INTO rate_buckets (tenant_id, kind, bucket_key, tokens, updated_at) "  # noqa: S608
+        f"VALUES ({ph}, {ph}, {ph}, {ph}, {ph}) "
+        "ON CONFLICT (tenant_id, kind, bucket_key) DO UPDATE SET "
+        f"tokens = {big}({ph}, {available} - {ph}), "
+        f"updated_at = {big}(excluded.updated_at, rate_buckets.updated_at) "
+        f"WHERE {available} + {ph} >= {ph} RETURNING tokens"
+    )
+
+
+def take_from_bucket(repo: Repo, tenant_id: str, kind: str, key: str, *, fresh_tokens: float, now: float,
+                     rate_per_second: float, burst: float, grace: float, cost: float) -> bool:
+    """Spend ``cost`` from a token bucket in one statement when ``policy.limits.take`` allows it.
+
+    A missing bucket is created holding ``fresh_tokens`` (what ``take`` leaves in a full
+    bucket) at ``now``. An existing one is locked and, when ``available + grace >= cost``,
+    set to ``max(0, available - cost)`` at ``max(now, updated_at)``: ``take``'s arithmetic in
+    the same order on the same IEEE doubles, so the stored state is bit for bit what
+    ``take`` + ``set_bucket`` store. False when the bucket lacks the tokens: nothing
+    changed (the row stays locked on PostgreSQL) and the caller asks ``take`` why.
+    Every number is passed as a float, so PostgreSQL computes in double precision.
+    """
+    conn = repo.conn
+    zero = 0.0
+    row = fastpath.fetch_row(conn, _take_sql(fastpath.placeholder(conn), repo.dialect), (
+        tenant_id, kind, key, float(fresh_tokens), float(now),
+        zero, float(burst), zero, float(rate_per_second), float(cost),  # SET tokens
+        float(burst), zero, float(rate_per_second), float(grace), float(cost),  # WHERE
+    ))
+    return row is not None
 
 
 # -- simulation ----------------------------------------------------------------------
