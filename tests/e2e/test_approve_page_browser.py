@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import email
 import json
-import os
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from email import policy
@@ -23,23 +21,13 @@ from typing import Any
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
+from chromium import screenshot
 
 from support import WIRE, bearer, free_port, server_process
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 LINK = re.compile(r"https?://\S+/approve/APR-[A-Za-z0-9_-]+")
 
 pytestmark = pytest.mark.browser
-
-
-def _require_chromium() -> None:
-    if Path(CHROMIUM).exists() and shutil.which(CHROMIUM):
-        return
-    message = f"Debian's chromium is missing at {CHROMIUM}: apt-get install chromium"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 class _Inbox:
@@ -75,22 +63,6 @@ def smtp_inbox() -> Iterator[tuple[_Inbox, int]]:
         controller.stop()
 
 
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    _require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            yield b
-        finally:
-            b.close()
-
-
 def test_the_cfo_approves_from_the_link_in_the_email(
     tmp_path: Path, smtp_inbox: tuple[_Inbox, int], browser: Any,
 ) -> None:
@@ -116,13 +88,12 @@ def test_the_cfo_approves_from_the_link_in_the_email(
                           "Amount exceeds 50,000 EUR", "0 of 1", action_id):
                 assert shown in text, shown
             page.fill("textarea[name=reason]", "Invoice matches the signed contract")
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "approve-page.png"), full_page=True)
+            screenshot(page, "approve-page")
 
             page.click("[data-testid=approve]")
             result = page.locator("[data-testid=result]")
             assert "Approved: the agent now holds its warrant" in result.inner_text()
-            page.screenshot(path=str(ARTIFACTS / "approve-page-result.png"), full_page=True)
+            screenshot(page, "approve-page-result")
 
             action = api.get(f"/v1/actions/{action_id}", headers=agent).json()
             assert action["status"] == "approved"
@@ -133,4 +104,4 @@ def test_the_cfo_approves_from_the_link_in_the_email(
             gone = page.goto(link)  # the link works once
             assert gone is not None and gone.status == 410
             assert "already used or has expired" in page.inner_text("main")
-            page.screenshot(path=str(ARTIFACTS / "approve-page-used.png"), full_page=True)
+            screenshot(page, "approve-page-used")

@@ -11,8 +11,6 @@ bundle verifies on the public verification page. Screenshots go to ``tests/artif
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import socket
 import threading
 import time
@@ -24,26 +22,16 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from chromium import screenshot
 
 from support import OPERATOR_KEY, WIRE, bearer, make_settings
 from warrantor.demo import demo_bundle
 from warrantor.server.app import create_app, open_services
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 PASSWORD = "correct horse battery staple"
 BIG = {**WIRE, "amount_minor": 6_000_000}
 
 pytestmark = pytest.mark.browser
-
-
-def _require_chromium() -> None:
-    if Path(CHROMIUM).exists() and shutil.which(CHROMIUM):
-        return
-    message = f"Debian's chromium is missing at {CHROMIUM}: apt-get install chromium"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def _free_port() -> int:
@@ -139,29 +127,6 @@ class Waiter(threading.Thread):
         self.answer = r.json()
 
 
-def _shot(page: Any, name: str) -> Path:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    return path
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    _require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            yield b
-        finally:
-            b.close()
-
-
 def test_approver_decides_from_the_inbox_and_the_agent_gets_its_warrant(live: Live, browser: Any) -> None:
     approve_id = _hold(live, "ACME GmbH", 6_000_000, "Pay invoice INV-2024-0042 for the annual licence")
     deny_id = _hold(live, "Unknown Shell Ltd", 9_850_000, "Urgent transfer requested by e-mail")
@@ -169,7 +134,7 @@ def test_approver_decides_from_the_inbox_and_the_agent_gets_its_warrant(live: Li
 
     page.goto(f"{live.url}/console/approvals")
     assert "/console/login" in page.url  # a login is needed first
-    _shot(page, "01-login")
+    screenshot(page, "01-login")
     page.fill("input[name=email]", "fiona@acme.example")
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
@@ -180,7 +145,7 @@ def test_approver_decides_from_the_inbox_and_the_agent_gets_its_warrant(live: Li
     card = page.locator(f"article[data-action-id='{approve_id}']")
     assert "60,000.00 EUR" in card.inner_text() and "wire-approval-50k" in card.inner_text()
     assert "0 of 1" in card.inner_text()
-    _shot(page, "02-inbox")
+    screenshot(page, "02-inbox")
 
     waiter = Waiter(live, approve_id)
     waiter.start()
@@ -201,16 +166,16 @@ def test_approver_decides_from_the_inbox_and_the_agent_gets_its_warrant(live: Li
     deny_card.locator("[data-testid=deny]").click()
     page.wait_for_selector(".flash-ok")
     assert page.locator("article.held").count() == 0
-    _shot(page, "03-inbox-empty")
+    screenshot(page, "03-inbox-empty")
 
     page.goto(f"{live.url}/console/actions/{approve_id}")
-    _shot(page, "04-approved-detail")
+    screenshot(page, "04-approved-detail")
     text = page.inner_text("main")
     assert "✓ signature verifies" in text, text
     assert "Approved" in text and "Invoice matches the contract" in text
 
     page.goto(f"{live.url}/console/actions/{deny_id}")
-    _shot(page, "05-denied-detail")
+    screenshot(page, "05-denied-detail")
     text = page.inner_text("main")
     assert "Denied By Human" in text or "denied by human" in text.lower()
     assert "Beneficiary not on the vendor list" in text
@@ -220,11 +185,11 @@ def test_approver_decides_from_the_inbox_and_the_agent_gets_its_warrant(live: Li
     page.goto(f"{live.url}/console")
     assert page.locator("svg.chart").count() >= 2  # decisions and the daily-wires budget
     assert "daily-wires" in page.inner_text("main")
-    _shot(page, "06-overview")
+    screenshot(page, "06-overview")
 
     page.goto(f"{live.url}/console/actions")
     assert page.locator("tbody tr").count() == 2
-    _shot(page, "07-explorer")
+    screenshot(page, "07-explorer")
 
 
 def test_a_receipt_verifies_on_the_public_page(live: Live, browser: Any) -> None:
@@ -252,7 +217,7 @@ def test_a_receipt_verifies_on_the_public_page(live: Live, browser: Any) -> None
     verdict = page.locator("[data-testid=verdict]")
     assert "Verified" in verdict.inner_text() and "Not verified" not in verdict.inner_text()
     assert page.locator(".checks li.pass").count() >= 5 and page.locator(".checks li.fail").count() == 0
-    _shot(page, "08-verify-ok")
+    screenshot(page, "08-verify-ok")
 
     tampered = bundle.json()
     tampered["envelope"]["payload"] = tampered["envelope"]["payload"][:-8] + "AAAAAAA="
@@ -260,7 +225,7 @@ def test_a_receipt_verifies_on_the_public_page(live: Live, browser: Any) -> None
     page.fill("textarea[name=trust_text]", json.dumps(trust))
     page.click("[data-testid=verify]")
     assert "Not verified" in page.locator("[data-testid=verdict]").inner_text()
-    _shot(page, "09-verify-tampered")
+    screenshot(page, "09-verify-tampered")
 
     page.goto(f"{live.url}/console/login")
     page.fill("input[name=email]", "fiona@acme.example")
@@ -268,4 +233,4 @@ def test_a_receipt_verifies_on_the_public_page(live: Live, browser: Any) -> None
     page.click("button[type=submit]")
     page.goto(f"{live.url}/console/log")
     assert "entries sequenced" in page.inner_text("main").lower()
-    _shot(page, "10-log")
+    screenshot(page, "10-log")
