@@ -166,3 +166,16 @@ def test_a_body_that_is_not_declared_json_gets_415_saying_so(env: Env) -> None:
         **env.operator, "content-type": "application/x-www-form-urlencoded"})
     assert (r.status_code, r.json()["code"]) == (415, "UNSUPPORTED_MEDIA_TYPE")
     assert "application/json" in r.json()["detail"]
+
+
+def test_numbers_json_cannot_carry_exactly_are_422_everywhere(env: Env) -> None:
+    huge = {"amount_minor": 6276775059632718610432}
+    r = env.authorize(payload={**WIRE, **huge})
+    assert (r.status_code, r.json()["code"]) == (422, "NOT_CANONICAL_JSON")
+    r = env.authorize(context={"deep": {"n": 2**60}})
+    assert (r.status_code, r.json()["code"]) == (422, "NOT_CANONICAL_JSON")
+    action_id = env.authorize().json()["action_id"]
+    r = env.client.post(f"/v1/actions/{action_id}/notarize", headers=env.h("agent"),
+                        json={"outcome": "completed", "executed": {"payload": huge}})
+    assert (r.status_code, r.json()["code"]) == (422, "NOT_CANONICAL_JSON")
+    assert env.client.get(f"/v1/actions/{action_id}", headers=env.h("agent")).json()["status"] == "authorized"

@@ -27,22 +27,33 @@ from typing import Any
 
 import rfc8785
 
+from warrantor.errors import ValidationError
+
 _MAX_SAFE_INTEGER = 2**53 - 1
 _ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+class CanonicalizationError(ValidationError, ValueError):
+    """A value JSON cannot carry exactly; as input, a 422 ``NOT_CANONICAL_JSON``."""
+
+    code = "NOT_CANONICAL_JSON"
 
 
 def canonicalize(value: Any) -> bytes:
     """RFC 8785 bytes of a JSON value (dict, list, str, int, float, bool, None).
 
-    Raises ``ValueError`` for values JSON cannot carry exactly (NaN, integers beyond
-    2**53, non-string keys).
+    Raises ``CanonicalizationError`` (a ``ValueError``) for values JSON cannot carry
+    exactly: NaN, integers beyond 2**53 - 1, lone surrogates, non-string keys.
     """
     if _plain(value):
         return _ENCODER.encode(value).encode("utf-8")
     try:
         return rfc8785.dumps(value)
-    except (rfc8785.CanonicalizationError, TypeError) as exc:
-        raise ValueError(f"expected a JSON value that RFC 8785 can canonicalize: {exc}") from exc
+    except (rfc8785.CanonicalizationError, TypeError, UnicodeError) as exc:
+        raise CanonicalizationError(
+            f"expected JSON that canonicalizes exactly (RFC 8785: integers within ±(2**53 - 1), "
+            f"finite numbers, valid Unicode), got: {exc}"
+        ) from exc
 
 
 def _plain_str(text: str, *, key: bool) -> bool:
