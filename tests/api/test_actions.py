@@ -122,6 +122,7 @@ def test_bad_input_is_4xx_problem_never_500(env: Env) -> None:
     r = env.client.post("/v1/actions", content=huge, headers=h)
     assert (r.status_code, r.json()["code"]) == (413, "PAYLOAD_TOO_LARGE")
     assert env.client.get("/v1/actions?per_page=101", headers=env.h("admin")).status_code == 422
+    assert env.client.get(f"/v1/actions?page={10**22}", headers=env.h("admin")).status_code == 422
     assert env.client.get("/v1/actions?status=bogus", headers=env.h("admin")).status_code == 422
     assert env.client.get("/v1/actions", headers=env.h("admin")).json()["pagination"]["total"] == 0
 

@@ -87,7 +87,7 @@ def authorize_action(
 def list_actions(
     svc: Svc,
     caller: Caller,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     per_page: Annotated[int, Query(ge=1, le=100)] = 20,
     action_type: str | None = None,
     agent_id: str | None = None,
