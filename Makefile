@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 DATA_DIR ?= .warrantor
 
-.PHONY: run test install install-test lint typecheck bench clean browser
+.PHONY: run test install install-test lint typecheck bench fuzz clean browser
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ typecheck: install-test
 
 bench: install-test
 	$(PY) bench/authorize.py
+
+## Fuzz the whole HTTP API from its OpenAPI document: no input may produce a 5xx.
+fuzz: install-test
+	$(PIP) install --quiet -e '.[server,postgres,test,fuzz]'
+	scripts/fuzz_api.sh
 
 clean:
 	rm -rf $(VENV) $(DATA_DIR) .pytest_cache .mypy_cache .ruff_cache
