@@ -70,12 +70,17 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "authorize.json")
+    parser.add_argument("--database-url", default=None, help="an EMPTY PostgreSQL database (default: SQLite)")
+    parser.add_argument("--workers", type=int, default=1, help="server processes (more than one needs PostgreSQL)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is required: apt-get install wrk")
     data_dir = Path(tempfile.mkdtemp(prefix="warrantor-bench-"))
     port = free_port()
-    proc = start_server(data_dir, port)
+    env = {"WARRANTOR_WORKERS": str(args.workers)}
+    if args.database_url:
+        env["WARRANTOR_DATABASE_URL"] = args.database_url
+    proc = start_server(data_dir, port, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         keys = json.loads((data_dir / "demo.json").read_text())
@@ -93,8 +98,12 @@ def main() -> int:
         shutil.rmtree(data_dir, ignore_errors=True)
     b, a = median_of(baseline), median_of(authorize)
     result = {
-        "benchmark": "authorize over HTTP, SQLite WAL (synchronous=FULL), one uvicorn worker",
+        "benchmark": "authorize over HTTP: " + (
+            f"PostgreSQL, {args.workers} worker(s)" if args.database_url
+            else "SQLite WAL (synchronous=FULL), one uvicorn worker"),
         "command": f".venv/bin/python bench/authorize.py --seconds {args.seconds} "
+        + (f"--database-url {args.database_url} --workers {args.workers} " if args.database_url else "")
+        + f"--out {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out} "
         f"--connections {args.connections} --rounds {args.rounds}",
         "machine": {"nproc": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "load": {"tool": "wrk -t2", "connections": args.connections, "seconds": args.seconds, "rounds": args.rounds},

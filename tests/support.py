@@ -144,7 +144,7 @@ class ServerHandle:
 
 @contextmanager
 def server_process(data_dir: Path, database_url: str | None = None, *, demo: bool = True,
-                   env: dict[str, str] | None = None) -> Iterator[ServerHandle]:
+                   env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> Iterator[ServerHandle]:
     """``warrantor serve`` in a child process on a free loopback port; yields its base URL.
 
     Stopped by PID (SIGTERM, then SIGKILL) when the block ends, whatever happened.
@@ -163,6 +163,7 @@ def server_process(data_dir: Path, database_url: str | None = None, *, demo: boo
         cmd += ["--database-url", database_url]
     if demo:
         cmd.append("--demo")
+    cmd.extend(args)
     child_env = {**os.environ, "WARRANTOR_OPERATOR_KEY": OPERATOR_KEY, **(env or {})}
     proc = subprocess.Popen(cmd, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

@@ -15,6 +15,8 @@ from warrantor import __version__
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import os
+
     import uvicorn
 
     from warrantor.cli.bootstrap import prepare
@@ -23,11 +25,21 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env(
         host=args.host, port=args.port, data_dir=args.data_dir, database_url=args.database_url,
-        demo=True if args.demo else None,
+        demo=True if args.demo else None, workers=args.workers,
     )
-    services = prepare(settings, out=sys.stdout)
-    app = create_app(settings, services=services)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, access_log=False)
+    if settings.workers > 1 and not settings.database_url:
+        print("warrantor serve: several workers need PostgreSQL (--database-url); SQLite has a single writer",
+              file=sys.stderr)
+        return 2
+    services = prepare(settings, out=sys.stdout)  # migrations, keys, demo: once, before any worker
+    if settings.workers == 1:
+        app = create_app(settings, services=services)
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, access_log=False)
+        return 0
+    services.store.close()
+    os.environ.update(settings.with_(data_dir=settings.data_dir.resolve()).to_env())
+    uvicorn.run("warrantor.server.app:app_from_env", factory=True, workers=settings.workers,
+                host=settings.host, port=settings.port, log_level=args.log_level, access_log=False)
     return 0
 
 
@@ -81,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", type=Path, default=None, help="keys and SQLite database (default ./.warrantor)")
     serve.add_argument("--database-url", default=None, help="postgresql://... to use PostgreSQL instead of SQLite")
     serve.add_argument("--demo", action="store_true", help="create a demo tenant, keys and the payments policy")
+    serve.add_argument("--workers", type=int, default=None, help="server processes (default 1; >1 needs PostgreSQL)")
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(func=_serve)
 

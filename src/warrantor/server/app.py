@@ -117,3 +117,12 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         app.include_router(router)
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes, metrics=metrics)
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The app factory each worker process calls (``warrantor serve --workers N``).
+
+    The parent process has already migrated the database and bootstrapped keys; every
+    worker rebuilds the same settings from the ``WARRANTOR_*`` environment it inherits.
+    """
+    return create_app(Settings.from_env())

@@ -27,6 +27,7 @@ class Settings:
     default_approval_ttl_seconds: int = 86400
     max_body_bytes: int = 1_048_576
     request_threads: int = 40
+    workers: int = 1  # server processes; more than one needs PostgreSQL
     sweep_interval_seconds: float = 5.0
     log_origin: str = "warrantor.local/log"
     integrate_interval_ms: int = 500
@@ -47,6 +48,16 @@ class Settings:
             values[f.name] = _coerce(f.type, raw, f.name)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+    def to_env(self) -> dict[str, str]:
+        """The ``WARRANTOR_*`` variables that rebuild these settings (for worker processes)."""
+        out: dict[str, str] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            out[f"WARRANTOR_{f.name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+        return out
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
