@@ -30,9 +30,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
-
 from warrantor.domain.clock import Clock
 from warrantor.errors import ConflictError, EvidenceError, NotFoundError, StorageError, ValidationError
 from warrantor.evidence.checkpoint import (
@@ -54,6 +51,7 @@ from warrantor.service.keyring import KeyRing, load_or_create_key
 from warrantor.service.timestamping import open_tsa
 from warrantor.store import Repo, Store
 from warrantor.store import repo_evidence as rq
+from warrantor.store.locks import SessionLock
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +176,8 @@ class Integrator:
         self.interval = interval
         self._timestamp_receipts = timestamp_receipts
         self.on_checkpoint = on_checkpoint
-        self._lock_conn: Connection | None = None
+        self._lock = SessionLock(store.db, PG_INTEGRATOR_LOCK)
+        self._announced = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.integrated = threading.Condition()
@@ -251,36 +250,15 @@ class Integrator:
     # -- one integrator per deployment -----------------------------------------------
     def _hold_lock(self) -> bool:
         """SQLite: always (one server process). PostgreSQL: the advisory lock's holder."""
-        if self._store.dialect != "postgresql":
-            return True
-        try:
-            if self._lock_conn is not None:
-                self._lock_conn.execute(sa.text("SELECT 1"))
-                self._lock_conn.commit()
-                return True
-            conn = self._store.db.writer_engine.connect()
-            got = conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": PG_INTEGRATOR_LOCK}).scalar()
-            conn.commit()
-            if got:
-                self._lock_conn = conn
-                log.info("this process is the log integrator")
-                return True
-            conn.close()
-            return False
-        except sa.exc.SQLAlchemyError:
-            log.warning("lost the integrator lock connection; will retry", exc_info=True)
-            self._release()
-            return False
+        held = self._lock.held()
+        if held and not self._announced:
+            log.info("this process is the log integrator")
+            self._announced = True
+        return held
 
     def _release(self) -> None:
-        conn, self._lock_conn = self._lock_conn, None
-        if conn is not None:
-            try:
-                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": PG_INTEGRATOR_LOCK})
-                conn.commit()
-                conn.close()
-            except sa.exc.SQLAlchemyError:
-                conn.invalidate()
+        self._lock.release()
+        self._announced = False
 
     def start(self) -> None:
         self._stop.clear()
@@ -297,7 +275,7 @@ class Integrator:
             next_run += self.interval  # a fixed rate: a slow cycle does not push the next one back
             next_run = max(next_run, time.monotonic())
             try:
-                if self.cycle() is None and self._lock_conn is None:
+                if self.cycle() is None and not self._lock.is_held:
                     self._tree.sync()  # a follower keeps its tree current for proofs
             except LogInconsistentError:
                 pass  # logged once by the tree; integration stays stopped
