@@ -46,7 +46,7 @@ from warrantor.service.pipeline import (
     _Bound,
 )
 from warrantor.service.policies import ActivePolicy, Policies
-from warrantor.service.sealing import Sealed, prepare, record
+from warrantor.service.sealing import Sealed, prepare, record_prepared
 from warrantor.service.stages import decide, detectors_stage, endpoint_stage, policy_stage, shadow_decision
 from warrantor.service.tenancy import require_role
 from warrantor.store import Repo, UniqueViolationError
@@ -110,10 +110,8 @@ class Authorizer:
         try:
             try:
                 return self._seal_and_write(principal, prepared, draft, guarded=True)
-            except GuardStop as stop:
-                draft.hold(stop.stage, stop.effect, stop.reason)
-                draft.stage, draft.reason = stop.stage, stop.reason
-                draft.effect = stop.effect
+            except GuardStop as stop:  # the guard's outcome replaces the draft's
+                draft.effect, draft.stage, draft.reason = stop.effect, stop.stage, stop.reason
                 draft.halt = stop.details or None
                 draft.deny_code = stop.code
                 draft.headers = stop.headers
@@ -275,7 +273,7 @@ class Authorizer:
                 repo.insert_approval_request(request)
                 repo.insert_approval_codes(codes)
             if evidence_rows:
-                record(repo, evidence_rows, now)
+                record_prepared(repo, evidence_rows, now)
             self._d.events.emit(repo, p.tenant_id, f"action.{status.value}", {
                 "action_id": action_id, "status": status.value, "action_type": action.action_type,
                 "agent_id": action.agent_id,

@@ -12,7 +12,6 @@ runs inside it: insert the evidence row and sequence its log entry.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -180,17 +179,12 @@ def prepare(sealed: Sequence[tuple[Sealed, str, str | None]], now: datetime) -> 
     return [evidence_values(item.to_record(tenant_id, action_id, now)) for item, tenant_id, action_id in sealed]
 
 
-def record(
-    repo: Repo, sealed: Sequence[tuple[Sealed, str, str | None]] | Sequence[dict[str, Any]], now: datetime
-) -> int:
-    """Insert evidence rows and sequence their log entries at dense indices, in one go.
-
-    Takes sealed items or rows from ``prepare``; returns the log index of the first, the
-    others follow in order.
-    """
-    rows = [dict(r) for r in sealed] if sealed and isinstance(sealed[0], dict) else prepare(sealed, now)  # type: ignore[arg-type]
-    return repo.sequence_evidence(rows, now)
+def record(repo: Repo, sealed: Sequence[tuple[Sealed, str, str | None]], now: datetime) -> int:
+    """Insert evidence (sealed, tenant, action) and sequence its log entries at dense
+    indices; returns the log index of the first, the others follow in order."""
+    return repo.sequence_evidence(prepare(sealed, now), now)
 
 
-def envelope_digest(envelope: dict[str, Any]) -> str:
-    return hashlib.sha256(Envelope.from_dict(envelope).canonical_bytes()).hexdigest()
+def record_prepared(repo: Repo, rows: Sequence[dict[str, Any]], now: datetime) -> int:
+    """``record`` for rows from ``prepare`` (encoded before the write job started)."""
+    return repo.sequence_evidence([dict(r) for r in rows], now)
