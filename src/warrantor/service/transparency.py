@@ -225,13 +225,15 @@ class Integrator:
         return StoredCheckpoint(size, root, note, token, now)
 
     def ensure_initial(self) -> None:
-        """Publish the empty tree's checkpoint on a fresh deployment, so there is one to show."""
+        """Make sure a checkpoint exists before the server reports ready: on a fresh
+        deployment the empty tree's, otherwise one covering what is already sequenced."""
         if not self._hold_lock():
             return
         if self._tree.sync() is None and self._tree.size == 0:
             with self._store.read() as repo:
                 if repo.counter("log_size") > 0:
-                    return  # the first cycle will sign a non-empty tree
+                    self.cycle()
+                    return
             self._publish(0)
 
     def _timestamp_receipts_in(self, start: int, stop: int) -> None:
@@ -261,15 +263,17 @@ class Integrator:
         self._announced = False
 
     def start(self) -> None:
+        """Publish the first checkpoint (synchronously: readiness implies one exists), then
+        integrate in a background thread."""
         self._stop.clear()
+        try:
+            self.ensure_initial()
+        except Exception:
+            log.exception("publishing the initial checkpoint failed; the integrator will retry")
         self._thread = threading.Thread(target=self._run, name="warrantor-integrator", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        try:
-            self.ensure_initial()
-        except Exception:
-            log.exception("publishing the initial checkpoint failed")
         next_run = time.monotonic() + self.interval
         while not self._stop.wait(max(0.0, next_run - time.monotonic())):
             next_run += self.interval  # a fixed rate: a slow cycle does not push the next one back
