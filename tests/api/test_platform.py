@@ -138,3 +138,11 @@ def test_approval_codes_are_mailed_over_smtp(tmp_path: Path) -> None:
     mail = inbox.messages[0].decode()
     assert "To: cfo@example.com" in mail
     assert code in mail
+
+
+def test_private_keys_are_readable_by_the_owner_only(env: Env) -> None:
+    keys = Path(env.settings.data_dir) / "keys"
+    assert keys.stat().st_mode & 0o077 == 0
+    pems = list((keys / "signing").glob("*.pem"))
+    assert pems
+    assert all(p.stat().st_mode & 0o077 == 0 for p in pems)

@@ -47,6 +47,7 @@ class KeyRing:
     def ensure(self, now: datetime) -> SigningKey:
         """Load the active key, creating the first one on a fresh data directory."""
         with self._lock:
+            self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.signing_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             pointer = self._dir / "active"
             if pointer.exists():
