@@ -14,11 +14,12 @@ import pytest
 import sqlalchemy as sa
 
 from support import pg_database
-from warrantor.domain.model import Tenant
+from warrantor.domain.model import Evidence, Tenant
 from warrantor.errors import NotFoundError
 from warrantor.store import Repo, Store, UniqueViolationError
 from warrantor.store import schema as s
 from warrantor.store.fastpath import RawInsert
+from warrantor.store.repo import evidence_values
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -100,9 +101,8 @@ def test_log_indices_are_dense_and_unique_under_concurrency(store: Store) -> Non
     lock = threading.Lock()
 
     def append(i: int) -> None:
-        first = store.write(
-            lambda repo: repo.append_log_entries([(bytes([i]) * 32, f"e{i}a"), (bytes([i]) * 32, f"e{i}b")], NOW)
-        )
+        rows = [_evidence_row(f"e{i}a", bytes([i])), _evidence_row(f"e{i}b", bytes([i]))]
+        first = store.write(lambda repo: repo.sequence_evidence(rows, NOW))
         with lock:
             firsts.append(first)
 
@@ -115,6 +115,16 @@ def test_log_indices_are_dense_and_unique_under_concurrency(store: Store) -> Non
     with store.read() as repo:
         assert repo.counter("log_size") == 80
         assert len(repo.log_entries_from(0, 1000)) == 80
+        for i in range(40):  # each evidence row carries the index of its log entry
+            a, b = repo.get_evidence("t", f"e{i}a"), repo.get_evidence("t", f"e{i}b")
+            assert a is not None and b is not None and b.log_index == a.log_index + 1  # type: ignore[operator]
+
+
+def _evidence_row(evidence_id: str, fill: bytes) -> dict[str, object]:
+    return evidence_values(Evidence(
+        id=evidence_id, tenant_id="t", kind="receipt", action_id=None, envelope={"payload": evidence_id},
+        envelope_digest=(fill * 32).hex(), log_index=None, created_at=NOW,
+    ))
 
 
 def test_counters_start_at_zero(store: Store) -> None:
@@ -127,8 +137,8 @@ def test_counters_start_at_zero(store: Store) -> None:
 def test_fast_path_rows_read_back_like_core_rows(store: Store) -> None:
     """The raw-cursor inserts store values exactly as SQLAlchemy Core would."""
     when = datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=UTC)
-    store.write(lambda repo: repo.append_log_entries([(b"\x01" * 32, "via-core")], when))
-
+    core = {"idx": 0, "entry": b"\x01" * 32, "evidence_id": "via-core", "created_at": when}
+    store.db.write(lambda conn: conn.execute(sa.insert(s.log_entries), [core]))
     insert = RawInsert(s.log_entries)
     store.db.write(lambda conn: insert.execute(conn, [
         {"idx": 1, "entry": b"\x02" * 32, "evidence_id": "via-raw", "created_at": when}]))

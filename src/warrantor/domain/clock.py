@@ -60,19 +60,6 @@ class RandomIds:
         return f"{prefix}_{random_token(130)}"
 
 
-class SequentialIds:
-    """Deterministic ids for golden tests."""
-
-    def __init__(self) -> None:
-        self._n = 0
-        self._lock = threading.Lock()
-
-    def new(self, prefix: str) -> str:
-        with self._lock:
-            self._n += 1
-            return f"{prefix}_{self._n:026d}"
-
-
 def isoformat(ts: datetime) -> str:
     """RFC 3339 with milliseconds and a ``Z``: the one timestamp format on the wire."""
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"

@@ -114,7 +114,6 @@ class Authorizer:
                 draft.effect, draft.stage, draft.reason = stop.effect, stop.stage, stop.reason
                 draft.halt = stop.details or None
                 draft.deny_code = stop.code
-                draft.headers = stop.headers
                 draft.stages.append({"name": stop.stage, "outcome": stop.effect.value, "duration_us": 0})
                 return self._seal_and_write(principal, prepared, draft, guarded=False)
         except UniqueViolationError:

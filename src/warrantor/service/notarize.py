@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from warrantor.domain.clock import isoformat, parse_time
-from warrantor.domain.lifecycle import Event, Status
+from warrantor.domain.lifecycle import Event
 from warrantor.domain.model import Action, Principal, Role
 from warrantor.errors import NotFoundError, ValidationError
 from warrantor.evidence.canonical import canonicalize, digest, sha256_hex
@@ -142,7 +142,3 @@ def _execution_record(
             "executed_by": executed.get("executed_by"),
         }
     return record
-
-
-def runnable(status: Status) -> bool:
-    return status in (Status.AUTHORIZED, Status.APPROVED, Status.UNCERTAIN)

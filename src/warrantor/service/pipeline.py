@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from warrantor.domain.model import Effect, Principal
+from warrantor.domain.model import Effect, Principal, strongest_effect
 from warrantor.service.intent import Intent
 from warrantor.service.policies import ActivePolicy
 from warrantor.store import Repo
@@ -107,12 +107,10 @@ class Draft:
     confirmation: dict[str, Any] | None = None
     halt: dict[str, Any] | None = None
     deny_code: str | None = None
-    headers: dict[str, str] = field(default_factory=dict)
 
     def hold(self, stage: str, effect: Effect, reason: str) -> None:
         """Raise the effect if ``effect`` is stronger; the first stage to set it is kept."""
-        order = [Effect.ALLOW, Effect.CONFIRM, Effect.REQUIRE_APPROVAL, Effect.DENY]
-        if order.index(effect) > order.index(self.effect):
+        if effect is not self.effect and strongest_effect([effect, self.effect]) is effect:
             self.effect, self.stage, self.reason = effect, stage, reason
 
     @property

@@ -1,6 +1,6 @@
 """The transparency log: integration into signed checkpoints, proofs, bundles, trust.
 
-Entries are sequenced by the write that records their evidence (``Repo.append_log_entries``:
+Entries are sequenced by the write that records their evidence (``Repo.sequence_evidence``:
 dense indices under the ``log_size`` row lock). This module turns them into evidence:
 
 - ``LogTree``: each process's in-memory RFC 6962 tree of the log, rebuilt from

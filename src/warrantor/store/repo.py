@@ -380,15 +380,6 @@ class Repo:
         _INSERT_LOG_ENTRY.execute(self.conn, entries)
         return first
 
-    def insert_evidence(self, e: Evidence) -> None:
-        self.conn.execute(
-            sa.insert(s.evidence).values(
-                id=e.id, tenant_id=e.tenant_id, kind=e.kind, action_id=e.action_id,
-                envelope_json=_dumps(e.envelope), envelope_digest=e.envelope_digest,
-                log_index=e.log_index, timestamp_token=e.timestamp_token, created_at=e.created_at,
-            )
-        )
-
     def get_evidence(self, tenant_id: str, evidence_id: str) -> Evidence | None:
         row = self.conn.execute(
             sa.select(s.evidence).where(s.evidence.c.tenant_id == tenant_id, s.evidence.c.id == evidence_id)
@@ -403,24 +394,6 @@ class Repo:
         ).all()
         return [_evidence(r._mapping) for r in rows]
 
-    def append_log_entries(self, entries: list[tuple[bytes, str]], now: datetime) -> int:
-        """Sequence entries (entry hash, evidence id) at dense indices; returns the first.
-
-        The ``log_size`` counter's row lock is held to commit, so indices are assigned in
-        commit order across every process sharing the database.
-        """
-        first = self.next_counter("log_size", len(entries))
-        rows = [
-            {"idx": first + i, "entry": entry, "evidence_id": evidence_id, "created_at": now}
-            for i, (entry, evidence_id) in enumerate(entries)
-        ]
-        self.conn.execute(sa.insert(s.log_entries), rows)
-        for i, (_, evidence_id) in enumerate(entries):
-            self.conn.execute(
-                sa.update(s.evidence).where(s.evidence.c.id == evidence_id).values(log_index=first + i)
-            )
-        return first
-
     def log_entries_from(self, start: int, limit: int) -> list[bytes]:
         rows = self.conn.execute(
             sa.select(s.log_entries.c.entry)
@@ -429,12 +402,6 @@ class Repo:
             .limit(limit)
         ).all()
         return [bytes(r[0]) for r in rows]
-
-    def log_entry(self, index: int) -> tuple[bytes, str] | None:
-        row = self.conn.execute(
-            sa.select(s.log_entries.c.entry, s.log_entries.c.evidence_id).where(s.log_entries.c.idx == index)
-        ).first()
-        return (bytes(row[0]), row[1]) if row else None
 
     def insert_checkpoint(self, size: int, root: bytes, note: str, token: bytes | None, now: datetime) -> None:
         self.conn.execute(
@@ -446,12 +413,6 @@ class Repo:
     def latest_checkpoint(self) -> RowMapping | None:
         row = self.conn.execute(
             sa.select(s.checkpoints).order_by(s.checkpoints.c.size.desc()).limit(1)
-        ).first()
-        return row._mapping if row else None
-
-    def checkpoint_at_least(self, size: int) -> RowMapping | None:
-        row = self.conn.execute(
-            sa.select(s.checkpoints).where(s.checkpoints.c.size >= size).order_by(s.checkpoints.c.size).limit(1)
         ).first()
         return row._mapping if row else None
 

@@ -59,19 +59,6 @@ def set_timestamp_token(repo: Repo, evidence_id: str, token: bytes) -> None:
     )
 
 
-def checkpoint_count(repo: Repo) -> int:
-    return int(repo.conn.execute(sa.select(sa.func.count()).select_from(s.checkpoints)).scalar_one())
-
-
-def checkpoints_between(repo: Repo, low: int, high: int) -> list[tuple[int, bytes]]:
-    """(size, root) of stored checkpoints with ``low <= size <= high``, by size."""
-    t = s.checkpoints
-    rows = repo.conn.execute(
-        sa.select(t.c.size, t.c.root_hash).where(t.c.size >= low, t.c.size <= high).order_by(t.c.size)
-    ).all()
-    return [(int(r[0]), bytes(r[1])) for r in rows]
-
-
 # -- witness cosignatures -------------------------------------------------------------
 def insert_cosignature(repo: Repo, size: int, key_hash: str, name: str, line: str, cosigned_at: int) -> bool:
     """Store a witness's cosignature line; a newer one from the same witness replaces it."""
