@@ -64,7 +64,10 @@ def test_evaluate_is_a_dry_run(env: Env) -> None:
     )
     assert r.status_code == 200
     assert r.json()["status"] == "pending_approval"
-    assert [s["name"] for s in r.json()["decision"]["stages"]][-1] == "policy" or r.json()["decision"]["stages"]
+    decision = r.json()["decision"]
+    assert (decision["stage"], decision["reason"]) == ("policy", "APPROVAL_THRESHOLD")
+    assert ("policy", "require_approval") in {(s["name"], s["outcome"]) for s in decision["stages"]}
+    assert decision["rules"][0]["id"] == "wire-approval-50k"
     assert env.client.get("/v1/actions", headers=env.h("admin")).json()["pagination"]["total"] == 0
 
 
