@@ -32,7 +32,6 @@ from warrantor.domain.clock import isoformat, random_token
 from warrantor.domain.lifecycle import Status
 from warrantor.domain.model import Action, ApprovalCode, ApprovalRequest, Effect, Principal, Role
 from warrantor.errors import ConflictError, NotFoundError, PermissionDeniedError
-from warrantor.evidence.canonical import digest
 from warrantor.service.context import Deps
 from warrantor.service.intent import Intent
 from warrantor.service.pipeline import (
@@ -99,7 +98,7 @@ class Authorizer:
     def authorize(self, principal: Principal, intent: Intent, idempotency_key: str | None) -> Outcome:
         tenant_id = require_role(principal, Role.AGENT, Role.ADMIN)
         intent = self._bind_agent(principal, intent)
-        request_hash = digest({"intent": intent.canonical()})
+        request_hash = intent.digest()  # the body is the intent: its digest identifies the request
         replay, prepared = self._read_phase(tenant_id, intent, idempotency_key, request_hash)
         if replay is not None:
             return replay
@@ -206,7 +205,7 @@ class Authorizer:
         now = self._d.clock.now()
         action_id = self._d.ids.new("act")
         intent_doc = p.intent.canonical()
-        intent_digest = digest(intent_doc)
+        intent_digest = p.request_hash
         decision = draft.to_dict()
         sealed: Sealed | None = None
         request: ApprovalRequest | None = None
