@@ -143,6 +143,8 @@ _BY_CODE: dict[str, type[WarrantorError]] = {
     "INSTRUCTION_HASH_MISMATCH": ActionDeniedError,
     "GRANT_DENIED": ActionDeniedError,
     "INTEGRITY_INVALID_ATTESTATION": EvidenceError,
+    "INTEGRITY_UNVERIFIED_SIGNATURE": EvidenceError,
+    "INTEGRITY_DUPLICATE_SIGNATURE": EvidenceError,
 }
 
 

@@ -8,11 +8,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from support import WIRE, Env, make_env
 from warrantor.domain.clock import FixedClock
 from warrantor.evidence.canonical import digest
 from warrantor.evidence.dsse import Envelope, verify_envelope
 from warrantor.evidence.keys import VerifyKey
+from warrantor.server.settings import Settings
 
 HELD = {**WIRE, "amount_minor": 6_000_000}
 
@@ -114,6 +117,39 @@ def test_execution_that_does_not_match_diverges(env: Env) -> None:
     r = notarize(env, late, executed={"action_type": "wire_transfer", "payload": WIRE,
                                       "executed_at": "2001-01-01T00:00:00Z"})
     assert r.json()["status"] == "diverged" and r.json()["match"]["within_time_window"] is False
+
+
+@pytest.mark.parametrize(("executed_at", "status"), [
+    ("2026-01-05T12:00:00Z", "notarized"),  # whole seconds, 400 ms "before" the warrant
+    ("2026-01-05T11:59:55.400Z", "notarized"),  # exactly the default skew (5 s) early
+    ("2026-01-05T11:59:55.399Z", "diverged"),
+    ("2026-01-05T12:15:05.400Z", "notarized"),  # warrant validity (900 s) + skew, exactly
+    ("2026-01-05T12:15:05.401Z", "diverged"),
+])
+def test_notarize_tolerates_clock_skew_at_both_ends(tmp_path: Path, executed_at: str, status: str) -> None:
+    clock = FixedClock(datetime(2026, 1, 5, 12, 0, 0, 400_000, tzinfo=UTC))
+    with make_env(tmp_path, services_kwargs={"clock": clock}) as env:
+        action_id = env.authorize().json()["action_id"]
+        r = notarize(env, action_id, executed={"action_type": "wire_transfer", "payload": WIRE,
+                                               "executed_at": executed_at})
+        assert r.json()["status"] == status, r.text
+        assert r.json()["match"]["clock_skew_seconds"] == 5
+        assert statement(env, r.json()["receipt"]["envelope"])["predicate"]["match"]["clock_skew_seconds"] == 5
+
+
+def test_clock_skew_is_a_bounded_setting(tmp_path: Path) -> None:
+    assert Settings().clock_skew_seconds == 5
+    assert Settings.from_env({"WARRANTOR_CLOCK_SKEW_SECONDS": "0"}).clock_skew_seconds == 0
+    assert Settings.from_env({"WARRANTOR_CLOCK_SKEW_SECONDS": "300"}).clock_skew_seconds == 300
+    for bad in ("-1", "301", "five"):
+        with pytest.raises(ValueError, match="WARRANTOR_CLOCK_SKEW_SECONDS"):
+            Settings.from_env({"WARRANTOR_CLOCK_SKEW_SECONDS": bad})
+    clock = FixedClock(datetime(2026, 1, 5, 12, 0, 0, 400_000, tzinfo=UTC))
+    with make_env(tmp_path, services_kwargs={"clock": clock}, clock_skew_seconds=0) as env:
+        action_id = env.authorize().json()["action_id"]
+        r = notarize(env, action_id, executed={"action_type": "wire_transfer", "payload": WIRE,
+                                               "executed_at": "2026-01-05T12:00:00Z"})
+        assert (r.json()["status"], r.json()["match"]["clock_skew_seconds"]) == ("diverged", 0)
 
 
 def test_held_actions_and_unused_warrants_expire_with_receipts(tmp_path: Path) -> None:

@@ -73,6 +73,7 @@ def open_services(settings: Settings, *, mailer: Mailer | None = None, **kwargs:
         warrant_ttl_seconds=settings.warrant_ttl_seconds,
         notarize_grace_seconds=settings.notarize_grace_seconds,
         default_approval_ttl_seconds=settings.default_approval_ttl_seconds,
+        clock_skew_seconds=settings.clock_skew_seconds,
         public_url=settings.effective_public_url,
     )
     kwargs.setdefault("log_config", LogConfig(

@@ -11,6 +11,9 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+# A skew wider than this would let a report from minutes outside the warrant pass as a match.
+MAX_CLOCK_SKEW_SECONDS = 300
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -25,6 +28,7 @@ class Settings:
     warrant_ttl_seconds: int = 900
     notarize_grace_seconds: int = 3600
     default_approval_ttl_seconds: int = 86400
+    clock_skew_seconds: int = 5  # tolerance on reported execution times, like JWT leeway
     max_body_bytes: int = 1_048_576
     request_threads: int = 40
     workers: int = 1  # server processes; more than one needs PostgreSQL
@@ -36,6 +40,13 @@ class Settings:
     witness_keys: str | None = None  # comma-separated C2SP cosigner vkeys of trusted witnesses
     timestamp_receipts: bool = False
     demo: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.clock_skew_seconds <= MAX_CLOCK_SKEW_SECONDS:
+            raise ValueError(
+                f"expected WARRANTOR_CLOCK_SKEW_SECONDS between 0 and {MAX_CLOCK_SKEW_SECONDS}, "
+                f"got {self.clock_skew_seconds}"
+            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -3,20 +3,32 @@
 The caller hands back the DSSE warrant it was given and says what actually ran
 (``executed_action``: type, payload, executed_at, executed_by). The rules:
 
-1. The warrant must verify under a published signing key, valid when it was issued, and be
-   a warrant (predicate ``urn:warrantor:predicate:warrant:v1``) issued to the caller's
-   tenant and recorded by this deployment; otherwise 422 ``INTEGRITY_INVALID_ATTESTATION``
-   (a foreign tenant's warrant is refused the same way, so nothing leaks).
-2. Match: the action type equals the intent's, the payload equals the intent's payload as
+1. The warrant must verify under a trusted signing key (the key ring's), valid when it was
+   issued, and be a warrant (predicate ``urn:warrantor:predicate:warrant:v1``) issued to
+   the caller's tenant and recorded by this deployment with this very statement; otherwise
+   422 ``INTEGRITY_INVALID_ATTESTATION`` (a foreign tenant's warrant is refused the same
+   way, so nothing leaks).
+2. Every signature on the envelope must verify, not just one: a signature that does not
+   verify under a trusted key (junk, empty, an unknown key's) is 422
+   ``INTEGRITY_UNVERIFIED_SIGNATURE`` and a repeated one (same key id or same bytes) is 422
+   ``INTEGRITY_DUPLICATE_SIGNATURE``; both name the field (``warrant.signatures[i]``).
+3. Match: the action type equals the intent's, the payload equals the intent's payload as
    canonical JSON (RFC 8785), and ``executed_at`` lies in
-   ``[issued_at, min(issued_at + time_window_seconds, not_after)]``.
-3. ``integrity_hash = sha256(JCS({"warrant_digest": <sha256 of the canonical warrant>,
-   "executed_action": <the executed action as given>}))``: deterministic, so anyone with the
-   warrant and the report recomputes it.
-4. A warrant is confirmed once: a UNIQUE constraint on the warrant digest makes the second
-   confirmation, even a concurrent one from another process, 409
-   ``INTEGRITY_ALREADY_CONFIRMED``.
-5. A signed receipt (status ``confirmed``, or ``diverged`` when anything did not match)
+   ``[issued_at - skew, min(issued_at + time_window_seconds, not_after) + skew]`` where the
+   skew is ``WARRANTOR_CLOCK_SKEW_SECONDS`` (``match_details.clock_skew_seconds``).
+4. ``integrity_hash = sha256(JCS({"warrant_digest": <sha256 of the canonical warrant as
+   issued>, "executed_action": <the executed action as given>}))``: deterministic, so anyone
+   with the warrant and the report recomputes it.
+5. A warrant is confirmed once. The key is the signed statement (sha256 of the DSSE
+   payload), never the envelope bytes, so re-wrapping the same warrant is still the same
+   warrant; a UNIQUE constraint on it makes the second confirmation, even a concurrent one
+   from another process, 409 ``INTEGRITY_ALREADY_CONFIRMED``.
+6. A warrant whose action has ended (any terminal state, or a warrant lapsed beyond the
+   notarization grace that the expiry sweep has not reached yet) is 409
+   ``ACTION_ALREADY_ENDED`` with the action's ``status`` in ``details``: evidence never says
+   "confirmed" after it said "expired", "denied" or "notarized". The action row is locked
+   while this is checked, so a concurrent notarize cannot slip between.
+7. A signed receipt (status ``confirmed``, or ``diverged`` when anything did not match)
    carries the integrity hash and the match, and goes into the transparency log.
 
 Relation to notarize: confirmation is independent of the action lifecycle. It does not
@@ -27,16 +39,20 @@ use either or both; both receipts commit to the same intent digest.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from warrantor.domain.clock import isoformat, parse_time
-from warrantor.domain.model import Principal, Role
+from warrantor.domain.lifecycle import Status, is_terminal
+from warrantor.domain.model import Action, Principal, Role
 from warrantor.errors import ConflictError, EvidenceError, PermissionDeniedError
 from warrantor.evidence.canonical import canonicalize, digest, sha256_hex
-from warrantor.evidence.dsse import Envelope, verify_envelope
+from warrantor.evidence.dsse import Envelope, pae
+from warrantor.evidence.keys import VerifyKey
 from warrantor.evidence.statement import WARRANT_V1
 from warrantor.service.context import Deps
+from warrantor.service.notarize import within_window
 from warrantor.service.sealing import record
 from warrantor.service.tenancy import require_role
 from warrantor.store import Repo, UniqueViolationError
@@ -51,12 +67,45 @@ def _invalid(message: str) -> EvidenceError:
 
 
 def integrity_hash(warrant_digest: str, executed_action: dict[str, Any]) -> str:
-    """sha256 over JCS of the warrant digest and the executed action (rule 3)."""
+    """sha256 over JCS of the warrant digest and the executed action (rule 4)."""
     return digest({"warrant_digest": warrant_digest, "executed_action": executed_action})
 
 
-def match_details(predicate: dict[str, Any], executed: dict[str, Any], window_seconds: int) -> dict[str, Any]:
-    """Rule 2: compare the executed action with the warrant's intent."""
+def _signature_error(code: str, index: int, message: str) -> EvidenceError:
+    field = f"warrant.signatures[{index}]"
+    return EvidenceError(f"{field}: {message}", code=code, status=422, details={"field": field})
+
+
+def verified_keys(envelope: Envelope, keys: list[VerifyKey]) -> list[VerifyKey]:
+    """Rules 1 and 2: the keys behind every signature, each of which must verify.
+
+    None verifying is an invalid attestation; a repeated or an unverifiable extra
+    signature is refused by name, so an envelope is accepted only as its signers made it.
+    """
+    by_id = {k.keyid: k for k in keys}
+    message = pae(envelope.payload_type, envelope.payload)
+    checked = [(s, by_id.get(s.keyid)) for s in envelope.signatures]
+    verifies = [key is not None and key.verify(s.sig, message) for s, key in checked]
+    if not any(verifies):
+        raise _invalid("the warrant's signature does not verify under any trusted signing key")
+    seen_ids: set[str] = set()
+    seen_sigs: set[bytes] = set()
+    for i, ((s, _key), ok) in enumerate(zip(checked, verifies, strict=True)):
+        if not ok:
+            raise _signature_error("INTEGRITY_UNVERIFIED_SIGNATURE", i,
+                                   f"expected a signature by a trusted key, got one that does not verify "
+                                   f"(keyid {s.keyid!r})")
+        if s.keyid in seen_ids or s.sig in seen_sigs:
+            raise _signature_error("INTEGRITY_DUPLICATE_SIGNATURE", i,
+                                   f"expected each signature once, got a repeat (keyid {s.keyid!r})")
+        seen_ids.add(s.keyid)
+        seen_sigs.add(s.sig)
+    return [key for _s, key in checked if key is not None]
+
+
+def match_details(predicate: dict[str, Any], executed: dict[str, Any], window_seconds: int,
+                  skew_seconds: int) -> dict[str, Any]:
+    """Rule 3: compare the executed action with the warrant's intent."""
     intent = predicate["intent"]
     issued_at = parse_time(predicate["issued_at"])
     end = min(issued_at + timedelta(seconds=window_seconds), parse_time(predicate["not_after"]))
@@ -64,9 +113,33 @@ def match_details(predicate: dict[str, Any], executed: dict[str, Any], window_se
     return {
         "action_type_match": executed["type"] == intent.get("action_type"),
         "payload_consistent": canonicalize(executed["payload"]) == canonicalize(intent.get("payload", {})),
-        "within_time_window": issued_at <= executed_at <= end,
+        "within_time_window": within_window(executed_at, issued_at, end, skew_seconds),
         "time_window_seconds": window_seconds,
+        "clock_skew_seconds": skew_seconds,
     }
+
+
+def ended_status(action: Action, now: datetime, grace_seconds: int) -> str | None:
+    """Rule 6: the state an action has ended in, or ``None`` while it may still run.
+
+    A runnable action whose warrant lapsed more than the grace ago counts as ``expired``
+    even before the sweep records it (the same cut-off the sweep uses).
+    """
+    if is_terminal(action.status):
+        return action.status.value
+    runnable = action.status in (Status.AUTHORIZED, Status.APPROVED)
+    lapsed = action.warrant_expires_at is not None and \
+        action.warrant_expires_at < now - timedelta(seconds=grace_seconds)
+    return Status.EXPIRED.value if runnable and lapsed else None
+
+
+@dataclass(frozen=True)
+class _Opened:
+    """A warrant that passed rule 1: its statement and the digests that identify it."""
+
+    predicate: dict[str, Any]
+    statement_digest: str  # sha256 of the signed statement: the uniqueness key (rule 5)
+    warrant_digest: str  # sha256 of the canonical envelope as issued (rule 4)
 
 
 class ExecutionConfirmer:
@@ -76,7 +149,8 @@ class ExecutionConfirmer:
     def confirm(self, principal: Principal, warrant: dict[str, Any], executed: dict[str, Any],
                 window_seconds: int = DEFAULT_WINDOW_SECONDS) -> dict[str, Any]:
         tenant_id = require_role(principal, Role.AGENT, Role.ADMIN)
-        envelope, predicate = self._open(warrant, tenant_id)
+        opened = self._open(warrant, tenant_id)
+        predicate = opened.predicate
         if principal.agent_id and predicate["intent"].get("agent_id") != principal.agent_id:
             raise PermissionDeniedError(
                 f"expected a warrant for agent {principal.agent_id!r} (bound to this key), "
@@ -86,21 +160,18 @@ class ExecutionConfirmer:
             parse_time(executed["executed_at"])
         except ValueError as exc:
             raise EvidenceError(f"executed_action.executed_at: {exc}", code="VALIDATION_ERROR", status=422) from exc
-        warrant_digest = sha256_hex(envelope.canonical_bytes())
-        details = match_details(predicate, executed, window_seconds)
+        details = match_details(predicate, executed, window_seconds, self._d.limits.clock_skew_seconds)
         matched = all(details[k] for k in ("action_type_match", "payload_consistent", "within_time_window"))
-        return self._record(tenant_id, predicate, warrant_digest, executed, details, matched)
+        return self._record(tenant_id, opened, executed, details, matched)
 
-    def _open(self, warrant: dict[str, Any], tenant_id: str) -> tuple[Envelope, dict[str, Any]]:
-        """Rule 1: a verified warrant of this tenant, recorded here; else 422."""
+    def _open(self, warrant: dict[str, Any], tenant_id: str) -> _Opened:
+        """Rules 1 and 2: a verified warrant of this tenant, recorded here; else 422."""
         try:
             envelope = Envelope.from_dict(warrant)
         except ValueError as exc:
             raise _invalid(f"expected a DSSE warrant envelope: {exc}") from exc
         keys = [k.verify_key() for k in self._d.keyring.published()]
-        key = verify_envelope(envelope, keys)
-        if key is None:
-            raise _invalid("the warrant's signature does not verify under any published signing key")
+        signers = verified_keys(envelope, keys)
         try:
             statement = envelope.statement()
             predicate = statement["predicate"]
@@ -111,24 +182,31 @@ class ExecutionConfirmer:
             raise _invalid(f"expected a warrant statement with issued_at, not_after and intent: {exc}") from exc
         if statement.get("predicateType") != WARRANT_V1 or not isinstance(intent, dict):
             raise _invalid(f"expected a warrant ({WARRANT_V1}), got {statement.get('predicateType')!r}")
-        if not key.valid_at(issued_at):
+        if not all(key.valid_at(issued_at) for key in signers):
             raise _invalid("the warrant was issued outside its signing key's validity")
-        if predicate.get("tenant_id") != tenant_id or not self._recorded(tenant_id, predicate):
+        issued = self._recorded(tenant_id, predicate, envelope) if predicate.get("tenant_id") == tenant_id else None
+        if issued is None:
             raise _invalid("expected a warrant issued to this tenant by this deployment")
-        return envelope, predicate
+        return _Opened(predicate, sha256_hex(envelope.payload), issued)
 
-    def _recorded(self, tenant_id: str, predicate: dict[str, Any]) -> bool:
+    def _recorded(self, tenant_id: str, predicate: dict[str, Any], envelope: Envelope) -> str | None:
+        """The digest of the warrant as issued, when this exact statement is the one recorded."""
         warrant_id = predicate.get("warrant_id")
         if not isinstance(warrant_id, str):
-            return False
+            return None
         with self._d.store.read() as repo:
             ev = repo.get_evidence(tenant_id, warrant_id)
-        return ev is not None and ev.kind == "warrant"
+        if ev is None or ev.kind != "warrant":
+            return None
+        issued = Envelope.from_dict(ev.envelope)
+        same = (issued.payload_type, issued.payload) == (envelope.payload_type, envelope.payload)
+        return ev.envelope_digest if same else None
 
-    def _record(self, tenant_id: str, predicate: dict[str, Any], warrant_digest: str,
-                executed: dict[str, Any], details: dict[str, Any], matched: bool) -> dict[str, Any]:
+    def _record(self, tenant_id: str, opened: _Opened, executed: dict[str, Any], details: dict[str, Any],
+                matched: bool) -> dict[str, Any]:
         now = self._d.clock.now()
         execution_id = self._d.ids.new("exec")
+        predicate, warrant_digest = opened.predicate, opened.warrant_digest
         ihash = integrity_hash(warrant_digest, executed)
         intent = predicate["intent"]
         receipt = self._d.sealer.receipt(
@@ -140,13 +218,23 @@ class ExecutionConfirmer:
             extra={"evidence_grade": "confirmed", "execution_id": execution_id, "integrity_hash": ihash},
         )
         confirmation = rq.Confirmation(
-            execution_id, tenant_id, warrant_digest, predicate["warrant_id"], predicate["action_id"],
-            receipt.evidence_id, ihash, matched, now,
+            execution_id, tenant_id, opened.statement_digest, warrant_digest, predicate["warrant_id"],
+            predicate["action_id"], receipt.evidence_id, ihash, matched, now,
         )
+        grace = self._d.limits.notarize_grace_seconds
 
         def job(repo: Repo) -> None:
-            if rq.confirmation_for(repo, warrant_digest) is not None:
+            action = repo.get_action(tenant_id, predicate["action_id"], for_update=True)
+            if rq.confirmation_for(repo, opened.statement_digest) is not None:
                 raise _already()
+            if action is None:
+                raise _invalid("expected a warrant whose action is recorded here")
+            ended = ended_status(action, now, grace)
+            if ended is not None:
+                raise ConflictError(
+                    f"expected a warrant whose action may still run; action {action.id} has ended: {ended}",
+                    code="ACTION_ALREADY_ENDED", details={"action_id": action.id, "status": ended},
+                )
             rq.insert_confirmation(repo, confirmation)
             record(repo, [(receipt, tenant_id, predicate["action_id"])], now)
 

@@ -40,6 +40,7 @@ class Limits:
     warrant_ttl_seconds: int = 900
     notarize_grace_seconds: int = 3600
     default_approval_ttl_seconds: int = 86400
+    clock_skew_seconds: int = 5  # execution times may lie this far outside their window
     public_url: str = "http://127.0.0.1:8080"
 
 

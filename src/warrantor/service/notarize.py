@@ -4,8 +4,9 @@
 
 - ``completed``: the action ran. Without an ``executed`` block it is ``notarized``. With
   one, the match check compares action type, payload (canonical JSON, byte for byte) and
-  time (``executed_at`` within the warrant's validity); any mismatch ends the action as
-  ``diverged``, an alarm rather than a silent flag.
+  time (``executed_at`` within the warrant's validity, widened on both sides by the
+  deployment's clock skew, ``WARRANTOR_CLOCK_SKEW_SECONDS``, which ``match`` reports); any
+  mismatch ends the action as ``diverged``, an alarm rather than a silent flag.
 - ``failed``: it ran and failed; ``failed`` with a receipt.
 - ``unknown``: the agent cannot tell whether the side effect happened; the action becomes
   ``uncertain`` (no receipt yet) and a later report resolves it.
@@ -16,7 +17,7 @@ the raw text, so retention can erase details while the receipt keeps verifying.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from warrantor.domain.clock import isoformat, parse_time
@@ -36,23 +37,32 @@ OUTCOMES = {
 }
 
 
+def within_window(executed_at: datetime, start: datetime, end: datetime, skew_seconds: int) -> bool:
+    """``start - skew <= executed_at <= end + skew``: the executor's clock may differ from
+    ours by up to the skew (and may report whole seconds), so that much is not a divergence.
+    Times on the wire carry milliseconds, so ``start`` is first cut to whole milliseconds."""
+    start = start.replace(microsecond=start.microsecond // 1000 * 1000)
+    skew = timedelta(seconds=skew_seconds)
+    return start - skew <= executed_at <= end + skew
+
+
 def match_execution(
-    action: Action, executed: dict[str, Any], window_start: datetime, window_end: datetime, now: datetime
+    action: Action, executed: dict[str, Any], window_start: datetime, window_end: datetime, now: datetime,
+    skew_seconds: int,
 ) -> dict[str, Any]:
     """Compare an executed action with the authorized intent.
 
-    Times on the wire carry milliseconds, so the window is widened to whole milliseconds;
-    an ``executed`` block without ``executed_at`` is taken to have run when reported.
+    An ``executed`` block without ``executed_at`` is taken to have run when reported.
     """
     executed_at = parse_time(executed["executed_at"]) if executed.get("executed_at") else now
-    window_start = window_start.replace(microsecond=window_start.microsecond // 1000 * 1000)
     intent_payload = action.intent.get("payload", {})
     return {
         "action_type_match": executed.get("action_type", action.action_type) == action.action_type,
         "payload_consistent": "payload" not in executed
         or canonicalize(executed["payload"]) == canonicalize(intent_payload),
-        "within_time_window": window_start <= executed_at <= window_end,
+        "within_time_window": within_window(executed_at, window_start, window_end, skew_seconds),
         "time_window_seconds": int((window_end - window_start).total_seconds()),
+        "clock_skew_seconds": skew_seconds,
     }
 
 
@@ -113,15 +123,14 @@ class Notarizer:
         self._d.notifier.notify(action_id)
         return result
 
-    @staticmethod
-    def _match(repo: Repo, action: Action, executed: dict[str, Any], now: datetime) -> dict[str, Any]:
+    def _match(self, repo: Repo, action: Action, executed: dict[str, Any], now: datetime) -> dict[str, Any]:
         start = action.created_at
         if action.warrant_id is not None:
             warrant = repo.get_evidence(action.tenant_id, action.warrant_id)
             if warrant is not None:
                 start = warrant.created_at
         end = action.warrant_expires_at or start
-        return match_execution(action, executed, start, end, now)
+        return match_execution(action, executed, start, end, now, self._d.limits.clock_skew_seconds)
 
 
 def _execution_record(

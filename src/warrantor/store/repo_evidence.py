@@ -81,6 +81,7 @@ def cosignature_lines(repo: Repo, size: int) -> list[str]:
 class Confirmation:
     id: str
     tenant_id: str
+    statement_digest: str  # sha256 of the warrant's DSSE payload: the uniqueness key
     warrant_digest: str
     warrant_id: str
     action_id: str
@@ -94,15 +95,16 @@ def insert_confirmation(repo: Repo, c: Confirmation) -> None:
     """Raises the store's unique violation when the warrant was confirmed already."""
     repo.conn.execute(
         sa.insert(se.execution_confirmations).values(
-            id=c.id, tenant_id=c.tenant_id, warrant_digest=c.warrant_digest, warrant_id=c.warrant_id,
+            id=c.id, tenant_id=c.tenant_id, statement_digest=c.statement_digest,
+            warrant_digest=c.warrant_digest, warrant_id=c.warrant_id,
             action_id=c.action_id, receipt_id=c.receipt_id, integrity_hash=c.integrity_hash,
             matched=c.matched, confirmed_at=c.confirmed_at,
         )
     )
 
 
-def confirmation_for(repo: Repo, warrant_digest: str) -> str | None:
-    """The tenant that confirmed this warrant, if any (the digest is globally unique)."""
+def confirmation_for(repo: Repo, statement_digest: str) -> str | None:
+    """The tenant that confirmed this warrant statement, if any (the digest is globally unique)."""
     t = se.execution_confirmations
-    row = repo.conn.execute(sa.select(t.c.tenant_id).where(t.c.warrant_digest == warrant_digest)).first()
+    row = repo.conn.execute(sa.select(t.c.tenant_id).where(t.c.statement_digest == statement_digest)).first()
     return row[0] if row else None

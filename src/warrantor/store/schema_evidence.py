@@ -1,8 +1,10 @@
 """Tables for the evidence area: execution confirmations and witness cosignatures.
 
 ``execution_confirmations`` holds one row per confirmed warrant; the UNIQUE constraint on
-``warrant_digest`` is what makes ``POST /v1/confirm-execution`` succeed exactly once, even
-across processes. ``checkpoint_cosignatures`` keeps the C2SP tlog-cosignature lines that
+``statement_digest`` (sha256 of the signed in-toto statement, the DSSE payload, so neither
+extra nor reordered signatures make a second key) is what makes
+``POST /v1/confirm-execution`` succeed exactly once, even across processes.
+``checkpoint_cosignatures`` keeps the C2SP tlog-cosignature lines that
 configured witnesses sent for a stored checkpoint (one per witness key and size).
 
 Imported at the end of schema.py so that one metadata holds every table.
@@ -19,7 +21,8 @@ execution_confirmations = sa.Table(
     metadata,
     sa.Column("id", sa.String(64), primary_key=True),
     tenant_column(),
-    sa.Column("warrant_digest", sa.String(64), nullable=False, unique=True),
+    sa.Column("statement_digest", sa.String(64), nullable=False, unique=True),
+    sa.Column("warrant_digest", sa.String(64), nullable=False),
     sa.Column("warrant_id", sa.String(64), nullable=False),
     sa.Column("action_id", sa.String(64), nullable=False),
     sa.Column("receipt_id", sa.String(64), nullable=False),

@@ -235,6 +235,7 @@ def upgrade() -> None:
     op.create_table('execution_confirmations',
     sa.Column('id', sa.String(length=64), nullable=False),
     sa.Column('tenant_id', sa.String(length=64), nullable=False),
+    sa.Column('statement_digest', sa.String(length=64), nullable=False),
     sa.Column('warrant_digest', sa.String(length=64), nullable=False),
     sa.Column('warrant_id', sa.String(length=64), nullable=False),
     sa.Column('action_id', sa.String(length=64), nullable=False),
@@ -244,7 +245,7 @@ def upgrade() -> None:
     sa.Column('confirmed_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_execution_confirmations_tenant_id')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_execution_confirmations')),
-    sa.UniqueConstraint('warrant_digest', name=op.f('uq_execution_confirmations_warrant_digest'))
+    sa.UniqueConstraint('statement_digest', name=op.f('uq_execution_confirmations_statement_digest'))
     )
     with op.batch_alter_table('execution_confirmations', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_execution_confirmations_tenant_id_action_id'), ['tenant_id', 'action_id'], unique=False)
