@@ -54,9 +54,11 @@ def _keys(args: argparse.Namespace) -> int:
             keyid = services.rotate_signing_key()
             print(f"new signing key {keyid}; restart running servers to sign with it")
         else:
-            for key in services.deps.keyring.published():
+            for key in services.deps.keyring.trusted():
                 until = key.not_after.isoformat() if key.not_after else "-"
                 print(f"{key.keyid}  {key.not_before.isoformat()}  {until}")
+            for finding in services.deps.keyring.row_findings():
+                print(f"warning: {finding.detail}", file=sys.stderr)
     finally:
         services.store.close()
     return 0
@@ -71,6 +73,8 @@ def _verify(args: argparse.Namespace) -> int:
         return run(args)
 
     argv = [str(args.bundle), "--trust", str(args.trust)]
+    if args.pin:
+        argv += ["--pin", str(args.pin)]
     if args.json:
         argv.append("--json")
     return verify_main(argv)
@@ -106,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", help="verify a proof bundle offline")
     verify.add_argument("bundle", type=Path)
     verify.add_argument("--trust", type=Path, required=True, help="trust bundle (GET /v1/trust)")
+    verify.add_argument("--pin", type=Path, default=None,
+                        help="an earlier trust bundle: --trust counts only as far as signed rotations lead")
     verify.add_argument("--json", action="store_true")
     verify.add_argument("--replay", action="store_true", help="re-evaluate the recorded policy decision")
     verify.add_argument("--policy", type=Path, default=None, help="archived bundle (GET /v1/policies/{hash})")

@@ -100,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         bundle = load_bundle(args.bundle)
         trust = TrustBundle.from_json(Path(args.trust).read_text(encoding="utf-8"))
+        pin = getattr(args, "pin", None)
+        pinned = TrustBundle.from_json(Path(pin).read_text(encoding="utf-8")) if pin else None
         intent = json.loads(Path(args.intent).read_text(encoding="utf-8")) if args.intent else None
         if args.policy:
             policy_doc = json.loads(Path(args.policy).read_text(encoding="utf-8"))
@@ -111,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, UnicodeDecodeError, ValueError, WarrantorError, httpx.HTTPError) as exc:
         print(f"warrantor verify: cannot read input: {exc}", file=sys.stderr)
         return EXIT_UNREADABLE
-    report = verify_bundle(bundle, trust, replay=replay)
+    report = verify_bundle(bundle, trust, replay=replay, pinned=pinned)
     if args.json:
         sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
     else:

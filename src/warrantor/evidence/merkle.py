@@ -73,6 +73,12 @@ class MerkleTree:
         for leaf in leaf_hashes:
             self.append(leaf)
 
+    def leaf(self, index: int) -> bytes:
+        """The leaf hash at ``index``."""
+        if not 0 <= index < self.size:
+            raise ValueError(f"expected a leaf index in [0, {self.size}), got {index}")
+        return self._cached(0, index)
+
     def _merge_complete_subtrees(self, count: int) -> None:
         level = 0
         while count % 2 == 0:

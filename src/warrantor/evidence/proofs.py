@@ -7,7 +7,9 @@ C2SP tlog-proof text (``to_tlog_proof_text``/``from_tlog_proof_text``), in which
 envelope and token travel, canonical-JSON encoded, in the ``extra`` line.
 
 A ``TrustBundle`` names what the verifier trusts: the log origin and its note verifier
-key, the envelope signing keys with their validity, and optionally a TSA root.
+key, the envelope signing keys with their validity, optionally a TSA root, and the signed
+key history (``warrantor.evidence.keyhistory``) that lets a holder of an older bundle
+follow each rotation to the new key.
 
 The log entry of an envelope is ``sha256(canonical JSON of the envelope)`` (DESIGN.md
 section 4); its leaf hash is ``merkle.leaf_hash(entry)``. Parsing checks shapes only:
@@ -213,6 +215,7 @@ class TrustBundle:
     log_verifier: NoteVerifier
     signing_keys: tuple[VerifyKey, ...]
     tsa_root_pem: str | None = None
+    key_history: tuple[Envelope, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.log_origin:
@@ -224,11 +227,14 @@ class TrustBundle:
 
     def to_dict(self) -> dict[str, Any]:
         tsa = None if self.tsa_root_pem is None else {"root_certificate": self.tsa_root_pem}
-        return {
+        out: dict[str, Any] = {
             "log": {"origin": self.log_origin, "verifier_key": self.log_verifier.to_vkey()},
             "signing_keys": [_key_to_dict(k) for k in self.signing_keys],
             "tsa": tsa,
         }
+        if self.key_history:
+            out["key_history"] = [e.to_dict() for e in self.key_history]
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrustBundle:
@@ -243,7 +249,11 @@ class TrustBundle:
         root = None if tsa is None else _mapping(tsa, "'tsa'").get("root_certificate")
         if tsa is not None and not isinstance(root, str):
             raise ValueError("expected a PEM string 'tsa.root_certificate'")
-        return cls(origin, NoteVerifier.from_vkey(vkey), tuple(map(_key_from_dict, keys)), root)
+        history = data.get("key_history", [])
+        if not isinstance(history, list):
+            raise ValueError("expected a list 'key_history' of DSSE envelopes")
+        return cls(origin, NoteVerifier.from_vkey(vkey), tuple(map(_key_from_dict, keys)), root,
+                   tuple(Envelope.from_dict(_mapping(e, "a key history entry")) for e in history))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2) + "\n"

@@ -15,7 +15,8 @@ STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 WARRANT_V1 = "urn:warrantor:predicate:warrant:v1"
 RECEIPT_V1 = "urn:warrantor:predicate:receipt:v1"
 POLICY_V1 = "urn:warrantor:predicate:policy:v1"
-PREDICATE_TYPES = frozenset({WARRANT_V1, RECEIPT_V1, POLICY_V1})
+KEY_V1 = "urn:warrantor:predicate:signing-key:v1"  # genesis and rotation of signing keys
+PREDICATE_TYPES = frozenset({WARRANT_V1, RECEIPT_V1, POLICY_V1, KEY_V1})
 
 
 def make_statement(

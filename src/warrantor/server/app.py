@@ -80,6 +80,7 @@ def open_services(settings: Settings, *, mailer: Mailer | None = None, **kwargs:
         origin=settings.log_origin, integrate_interval_ms=settings.integrate_interval_ms,
         tsa_url=settings.tsa_url, tsa_root_cert=settings.tsa_root_cert,
         timestamp_receipts=settings.timestamp_receipts, witness_keys=settings.witness_keys,
+        scrub_interval_seconds=settings.log_scrub_seconds,
     ))
     return build_services(store, settings.data_dir, mailer=mailer, limits=limits, **kwargs)
 

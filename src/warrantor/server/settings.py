@@ -35,6 +35,7 @@ class Settings:
     sweep_interval_seconds: float = 5.0
     log_origin: str = "warrantor.local/log"
     integrate_interval_ms: int = 500
+    log_scrub_seconds: float = 60.0  # how often the stored log is re-checked against its checkpoint
     tsa_url: str | None = None
     tsa_root_cert: Path | None = None  # PEM root of the external TSA at tsa_url
     witness_keys: str | None = None  # comma-separated C2SP cosigner vkeys of trusted witnesses

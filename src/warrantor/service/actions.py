@@ -1,4 +1,8 @@
-"""Reading actions: detail, list, long-poll, chain, legal hold, and the expiry sweep."""
+"""Reading actions: detail, list, long-poll, chain, legal hold, and the expiry sweep.
+
+Detail and list carry ``integrity`` (``service.integrity``): whether the stored intent
+still matches the digest its evidence signs, checked against the key ring's trusted keys.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,9 @@ from warrantor.domain.clock import isoformat
 from warrantor.domain.lifecycle import Event, Status, is_terminal
 from warrantor.domain.model import Action, ActionFilter, Principal, Role
 from warrantor.errors import NotFoundError, ValidationError, WarrantorError
+from warrantor.evidence.keys import VerifyKey
 from warrantor.service.context import Deps
+from warrantor.service.integrity import check_actions
 from warrantor.service.sealing import approvals_view
 from warrantor.service.tenancy import require_role
 from warrantor.service.transitions import apply
@@ -40,11 +46,12 @@ def summary(action: Action) -> dict[str, Any]:
     }
 
 
-def detail(repo: Repo, action: Action) -> dict[str, Any]:
+def detail(repo: Repo, action: Action, keys: list[VerifyKey]) -> dict[str, Any]:
     evidence = {e.id: e for e in repo.evidence_for_action(action.tenant_id, action.id)}
     request = repo.get_approval_request(action.tenant_id, action.id)
     out: dict[str, Any] = {
         **summary(action),
+        **check_actions(repo, action.tenant_id, [action], keys)[action.id].to_dict(),
         "intent": action.intent,
         "intent_digest": action.intent_digest,
         "decision": {k: v for k, v in action.decision.items() if v is not None},
@@ -87,7 +94,7 @@ class Actions:
             action = repo.get_action(tenant_id, action_id)
             if action is None:
                 raise NotFoundError(f"no action {action_id!r}", code="NOT_FOUND")
-            return detail(repo, action)
+            return detail(repo, action, self._d.keyring.trusted_keys())
 
     def wait(self, principal: Principal, action_id: str, seconds: float) -> dict[str, Any]:
         """The action once its status changes, or as it is after ``seconds``.
@@ -115,10 +122,12 @@ class Actions:
                 f"expected page >= 1 and 1 <= per_page <= 100, got page={page}, per_page={per_page}",
                 code="INVALID_PAGINATION",
             )
+        keys = self._d.keyring.trusted_keys()
         with self._d.store.read() as repo:
             result = repo.list_actions(tenant_id, flt, page, per_page)
+            integrity = check_actions(repo, tenant_id, result.items, keys)
         return {
-            "data": [summary(a) for a in result.items],
+            "data": [{**summary(a), "integrity": integrity[a.id].status} for a in result.items],
             "pagination": {
                 "page": result.page,
                 "per_page": result.per_page,

@@ -170,7 +170,7 @@ class ExecutionConfirmer:
             envelope = Envelope.from_dict(warrant)
         except ValueError as exc:
             raise _invalid(f"expected a DSSE warrant envelope: {exc}") from exc
-        keys = [k.verify_key() for k in self._d.keyring.published()]
+        keys = self._d.keyring.trusted_keys()
         signers = verified_keys(envelope, keys)
         try:
             statement = envelope.statement()

@@ -8,7 +8,8 @@ query is bound to the user's tenant. Nothing here renders HTML.
   whether this user may decide.
 - ``explorer``: the paged, filtered action list.
 - ``action_page``: one action explained: stages, rules, approvals, cosignatures, warrant
-  and receipt with their signature checked against the published keys, the parent chain.
+  and receipt with their signature checked against the key ring's trusted keys, the
+  stored intent checked against the signed digest (``integrity``), the parent chain.
 - ``overview``: decisions per day and effect, pending approvals by age, budgets.
 - ``log_status``: the transparency log's size and latest checkpoint.
 """
@@ -41,7 +42,7 @@ AGE_BUCKETS = ((3600, "< 1 h"), (4 * 3600, "1-4 h"), (24 * 3600, "4-24 h"), (Non
 
 @dataclass(frozen=True)
 class SignatureCheck:
-    """Whether an envelope's signature verifies under a published key."""
+    """Whether an envelope's signature verifies under a key the key ring trusts."""
 
     ok: bool
     keyid: str | None
@@ -55,12 +56,12 @@ def check_signature(svc: Services, envelope: dict[str, Any] | None) -> Signature
         parsed = Envelope.from_dict(envelope)
     except ValueError as exc:
         return SignatureCheck(False, None, f"malformed envelope: {exc}")
-    keys = [k.verify_key() for k in svc.deps.keyring.published()]
+    keys = svc.deps.keyring.trusted_keys()
     key = verify_envelope(parsed, keys)
     if key is None:
         ids = ", ".join(s.keyid[:16] for s in parsed.signatures)
-        return SignatureCheck(False, None, f"no published key verifies it (key ids {ids})")
-    return SignatureCheck(True, key.keyid, "verifies under a published key")
+        return SignatureCheck(False, None, f"no trusted key verifies it (key ids {ids})")
+    return SignatureCheck(True, key.keyid, "verifies under a trusted key")
 
 
 def _held_by(decision: dict[str, Any]) -> list[dict[str, Any]]:
@@ -130,7 +131,7 @@ def action_page(svc: Services, us: UserSession, action_id: str) -> dict[str, Any
         action = repo.get_action(us.tenant_id, action_id)
         if action is None:
             raise NotFoundError(f"no action {action_id!r}", code="NOT_FOUND")
-        view = detail(repo, action)
+        view = detail(repo, action, svc.deps.keyring.trusted_keys())
         chain = _chain(repo, us.tenant_id, action.parent_action_id)
     view["raw"] = copy.deepcopy(view)
     for key in ("warrant", "receipt"):

@@ -7,14 +7,19 @@ dense indices under the ``log_size`` row lock). This module turns them into evid
   ``log_entries`` at start and extended as checkpoints appear. Whenever it reaches a stored
   checkpoint it checks that checkpoint's root (and, once, its signature); a mismatch means
   the database was rewritten, and the tree refuses to serve or integrate from then on
-  (``LogInconsistentError``, 503 ``LOG_INCONSISTENT``).
+  (``LogInconsistentError``, 503 ``LOG_INCONSISTENT``). Rows below that checkpoint are
+  never re-read for serving, so ``scrub`` re-reads them every ``scrub_interval`` seconds
+  and compares each with the leaf that reproduced the signed root: a deleted or altered
+  row is named ("entry 3: leaf hash differs") and the tree fails the same way; ``/readyz``
+  then answers 503 ``LOG_INCONSISTENT``.
 - ``Integrator``: one per deployment. Every ``interval`` it appends the newly sequenced
   entries, signs a C2SP checkpoint (key ``<data_dir>/keys/log.pem``, key name = origin),
   gets an RFC 3161 token over the checkpoint body, and stores both. On PostgreSQL every
   process runs one, but only the holder of an advisory lock (held on a dedicated
   connection) integrates; the others follow.
 - ``Transparency``: the read side: checkpoints (with witness cosignatures), inclusion and
-  consistency proofs (RFC 9162), proof bundles, the trust bundle, witness cosignatures.
+  consistency proofs (RFC 9162), proof bundles, the trust bundle (keys and their signed
+  history from the key ring's files, never from rows), witness cosignatures.
 
 Not here: the formats (``warrantor.evidence``) and verification (``warrantor.verify``).
 """
@@ -51,6 +56,7 @@ from warrantor.service.keyring import KeyRing, load_or_create_key
 from warrantor.service.timestamping import open_tsa
 from warrantor.store import Repo, Store
 from warrantor.store import repo_evidence as rq
+from warrantor.store import repo_trust as rt
 from warrantor.store.locks import SessionLock
 
 log = logging.getLogger(__name__)
@@ -140,6 +146,27 @@ class LogTree:
                 self._fail(f"checkpoint {checkpoint.size}'s note disagrees with its stored root")
         self._verified_size = checkpoint.size
 
+    def scrub(self) -> None:
+        """Compare every stored entry below the verified checkpoint with the tree's leaf;
+        fail naming the entries that were deleted or altered."""
+        with self.lock:
+            self.check()
+            size = self._verified_size
+        problems: list[str] = []
+        for start in range(0, max(size, 0), _BATCH):
+            stop = min(start + _BATCH, size)
+            with self._store.read() as repo:
+                stored = dict(rt.log_entries_page(repo, start, stop))
+            for index in range(start, stop):
+                entry = stored.get(index)
+                if entry is None:
+                    problems.append(f"entry {index}: missing (deleted)")
+                elif leaf_hash(entry) != self._tree.leaf(index):
+                    problems.append(f"entry {index}: leaf hash differs")
+        if problems:
+            more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
+            self._fail(f"the stored log no longer matches checkpoint {size}: {'; '.join(problems[:5])}{more}")
+
     def _fail(self, message: str) -> NoReturn:
         self._failure = message
         log.error("transparency log inconsistent, refusing to continue: %s", message)
@@ -169,11 +196,12 @@ class Integrator:
     def __init__(
         self, store: Store, tree: LogTree, signer: NoteSigner, tsa: TimestampAuthority, clock: Clock, *,
         origin: str, interval: float = 0.5, timestamp_receipts: bool = False,
-        on_checkpoint: OnCheckpoint | None = None,
+        on_checkpoint: OnCheckpoint | None = None, scrub_interval: float = 60.0,
     ) -> None:
         self._store, self._tree, self._signer, self._tsa, self._clock = store, tree, signer, tsa, clock
         self._origin = origin
         self.interval = interval
+        self.scrub_interval = scrub_interval
         self._timestamp_receipts = timestamp_receipts
         self.on_checkpoint = on_checkpoint
         self._lock = SessionLock(store.db, PG_INTEGRATOR_LOCK)
@@ -275,12 +303,16 @@ class Integrator:
 
     def _run(self) -> None:
         next_run = time.monotonic() + self.interval
+        next_scrub = time.monotonic() + self.scrub_interval
         while not self._stop.wait(max(0.0, next_run - time.monotonic())):
             next_run += self.interval  # a fixed rate: a slow cycle does not push the next one back
             next_run = max(next_run, time.monotonic())
             try:
                 if self.cycle() is None and not self._lock.is_held:
                     self._tree.sync()  # a follower keeps its tree current for proofs
+                if time.monotonic() >= next_scrub:
+                    next_scrub = time.monotonic() + self.scrub_interval
+                    self._tree.scrub()
             except LogInconsistentError:
                 pass  # logged once by the tree; integration stays stopped
             except Exception:
@@ -307,6 +339,14 @@ class Transparency:
         self.integrator = integrator
 
     # -- checkpoints -----------------------------------------------------------------
+    @property
+    def failure(self) -> str | None:
+        """Why the stored log no longer matches its signed checkpoints, if it does not."""
+        return self._tree.failure
+
+    def scrub(self) -> None:
+        self._tree.scrub()
+
     def latest(self) -> StoredCheckpoint:
         latest = self._tree.sync()
         if latest is None:
@@ -367,10 +407,22 @@ class Transparency:
             else:
                 time.sleep(min(0.05, remaining))
 
+    def entries(self, start: int, limit: int) -> dict[str, Any]:
+        """Stored entries ``[start, start + limit)`` below the latest stored checkpoint, for
+        monitors that recompute the tree; a deleted row shows as a gap. Served as stored
+        even when the log is inconsistent: that is when a monitor needs them most."""
+        with self._store.read() as repo:
+            latest = repo.latest_checkpoint()
+            size = int(latest["size"]) if latest else 0
+            stop = min(size, start + limit)
+            rows = rt.log_entries_page(repo, start, stop) if start < stop else []
+        return {"tree_size": size, "start": start, "entries": rows}
+
     # -- trust -----------------------------------------------------------------------
     def trust_bundle(self) -> TrustBundle:
-        keys = tuple(k.verify_key() for k in self._keyring.published())
-        return TrustBundle(self.origin, self.log_verifier, keys, self.tsa_root_pem)
+        """Keys and their signed history from the key ring's files (never from rows)."""
+        keys = tuple(self._keyring.trusted_keys())
+        return TrustBundle(self.origin, self.log_verifier, keys, self.tsa_root_pem, self._keyring.history())
 
     # -- witnesses -------------------------------------------------------------------
     def add_cosignature(self, size: int, line: str) -> dict[str, Any]:
@@ -400,7 +452,7 @@ class Transparency:
 @dataclass(frozen=True)
 class LogConfig:
     """The log's settings (``WARRANTOR_LOG_ORIGIN``, ``_INTEGRATE_INTERVAL_MS``, ``_TSA_URL``,
-    ``_TSA_ROOT_CERT``, ``_TIMESTAMP_RECEIPTS``, ``_WITNESS_KEYS``)."""
+    ``_TSA_ROOT_CERT``, ``_TIMESTAMP_RECEIPTS``, ``_WITNESS_KEYS``, ``_LOG_SCRUB_SECONDS``)."""
 
     origin: str = "warrantor.local/log"
     integrate_interval_ms: int = 500
@@ -408,6 +460,7 @@ class LogConfig:
     tsa_root_cert: Path | None = None
     timestamp_receipts: bool = False
     witness_keys: str | None = None
+    scrub_interval_seconds: float = 60.0
 
 
 def build_log(store: Store, data_dir: Path, keyring: KeyRing, clock: Clock,
@@ -415,12 +468,15 @@ def build_log(store: Store, data_dir: Path, keyring: KeyRing, clock: Clock,
     """The log's key (``<data_dir>/keys/log.pem``), TSA, tree, integrator and read side."""
     if not 10 <= config.integrate_interval_ms <= 1000:
         raise ValueError(f"expected an integrate interval in [10, 1000] ms, got {config.integrate_interval_ms}")
+    if not 0 < config.scrub_interval_seconds <= 86400:
+        raise ValueError(f"expected WARRANTOR_LOG_SCRUB_SECONDS in (0, 86400], got {config.scrub_interval_seconds}")
     signer = NoteSigner(config.origin, _log_key(data_dir / "keys" / "log.pem"))
     tsa, root = open_tsa(data_dir, store, clock.now, tsa_url=config.tsa_url, tsa_root_cert=config.tsa_root_cert)
     tree = LogTree(store, signer.verifier())
     integrator = Integrator(store, tree, signer, tsa, clock, origin=config.origin,
                             interval=config.integrate_interval_ms / 1000,
-                            timestamp_receipts=config.timestamp_receipts)
+                            timestamp_receipts=config.timestamp_receipts,
+                            scrub_interval=config.scrub_interval_seconds)
     transparency = Transparency(store, tree, keyring, signer, config.origin, root,
                                 parse_witness_keys(config.witness_keys), integrator)
     return transparency, integrator

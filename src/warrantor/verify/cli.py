@@ -1,6 +1,8 @@
-"""``warrantor verify BUNDLE --trust TRUST.json [--json]``: the auditor's command.
+"""``warrantor verify BUNDLE --trust TRUST.json [--pin PINNED.json] [--json]``: the auditor's command.
 
-BUNDLE is a JSON proof bundle or C2SP tlog-proof text. Exit status: 0 when every check
+BUNDLE is a JSON proof bundle or C2SP tlog-proof text. With ``--pin``, TRUST (a server's
+current ``GET /v1/trust``, say) is believed only as far as signed rotation statements lead
+from the keys of PINNED, the bundle the auditor obtained earlier. Exit status: 0 when every check
 passes, 1 when any check fails, 2 when an input cannot be read or parsed. The main CLI
 dispatches ``warrantor verify ...`` here with the arguments after ``verify``.
 """
@@ -29,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--trust", type=Path, required=True, help="trust bundle JSON (log key, signing keys, TSA)"
     )
+    parser.add_argument(
+        "--pin", type=Path, default=None,
+        help="a trust bundle obtained earlier: keys in --trust count only if signed rotations lead to them",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
@@ -46,10 +52,11 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
     try:
         bundle = load_bundle(args.bundle)
         trust = TrustBundle.from_json(args.trust.read_text(encoding="utf-8"))
+        pinned = TrustBundle.from_json(args.pin.read_text(encoding="utf-8")) if args.pin else None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         print(f"warrantor verify: cannot read input: {exc}", file=sys.stderr)
         return EXIT_UNREADABLE
-    report = verify_bundle(bundle, trust)
+    report = verify_bundle(bundle, trust, pinned=pinned)
     if args.json:
         out.write(json.dumps(report.to_dict(), indent=2) + "\n")
     else:

@@ -17,6 +17,10 @@ Rules (DESIGN.md section 4):
    root, and its genTime is not before ``issued_at``. A trust bundle with a TSA root
    requires a token; one without a root skips this check.
 7. ``replay``: only when a replay callable is given (re-evaluates the archived decision).
+8. ``trust``: only when a pinned trust bundle is given. The bundle's keys are then trusted
+   only as far as signed rotation statements lead from the pinned keys
+   (``warrantor.verify.trust``); a key that appears without one fails this check and
+   cannot pass ``signature``.
 
 Every check runs even when an earlier one failed, so the report lists them all. The
 verifier reads only its arguments: no network, no clock, no server code.
@@ -38,6 +42,7 @@ from warrantor.evidence.keys import VerifyKey
 from warrantor.evidence.merkle import leaf_hash, verify_inclusion
 from warrantor.evidence.proofs import ProofBundle, TrustBundle, entry_for
 from warrantor.evidence.tsa import verify_timestamp
+from warrantor.verify.trust import pin_trust
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -224,10 +229,17 @@ def verify_bundle(
     *,
     expected_subject_digest: str | None = None,
     replay: Replay | None = None,
+    pinned: TrustBundle | None = None,
 ) -> Report:
-    """Run every check on ``bundle``; the report says which passed."""
+    """Run every check on ``bundle``; the report says which passed. With ``pinned``,
+    ``trust`` counts only as far as the pinned bundle vouches for it (rule 8)."""
+    pin_check: list[Check] = []
+    if pinned is not None:
+        pin = pin_trust(pinned, trust)
+        trust = pin.trust
+        pin_check.append(Check("trust", pin.ok, pin.detail()))
     ctx = _Context(bundle.envelope, trust)
-    checks = _envelope_checks(ctx, expected_subject_digest)
+    checks = pin_check + _envelope_checks(ctx, expected_subject_digest)
     checks.append(_run("inclusion", lambda: _check_inclusion(bundle)))
     checks.append(_run("checkpoint_signature", lambda: _check_checkpoint(bundle, trust)))
     checks.append(_run("timestamp", lambda: _check_timestamp(bundle, ctx)))

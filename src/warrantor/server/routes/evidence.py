@@ -1,7 +1,7 @@
 """The transparency log, proof bundles, the trust bundle, verification, execution confirmation.
 
 Public (no credentials): ``GET /v1/log/checkpoint``, ``/v1/log/proof/inclusion``,
-``/v1/log/proof/consistency``, ``POST /v1/log/cosignatures`` (only configured witnesses'
+``/v1/log/proof/consistency``, ``/v1/log/entries``, ``POST /v1/log/cosignatures`` (only configured witnesses'
 signatures are accepted), ``GET /v1/trust`` and ``POST /v1/verify``. Tenant API keys:
 ``GET /v1/receipts/{id}/bundle``, ``GET /v1/warrants/{id}/bundle`` and
 ``POST /v1/confirm-execution``. Formats: DESIGN.md sections 4 and 5; proofs per RFC 9162
@@ -91,6 +91,17 @@ def consistency_proof(svc: Svc, old: Annotated[int, Query(ge=0)], new: Annotated
     return {"tree_size_1": old, "tree_size_2": new, "consistency_path": [_b64(h) for h in path]}
 
 
+@router.get("/v1/log/entries")
+def log_entries(
+    svc: Svc, start: Annotated[int, Query(ge=0, le=2**62)] = 0, limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> dict[str, Any]:
+    """Stored entries (sha256 of each logged envelope) from ``start``, below the latest
+    checkpoint, so a monitor can recompute the tree and name an entry that changed."""
+    page = svc.transparency.entries(start, limit)
+    page["entries"] = [{"index": i, "entry": _b64(e)} for i, e in page["entries"]]
+    return page
+
+
 @router.post("/v1/log/cosignatures", status_code=201)
 def add_cosignature(body: CosignatureIn, svc: Svc) -> dict[str, Any]:
     """A configured witness's C2SP tlog-cosignature line for a stored checkpoint."""
@@ -99,8 +110,10 @@ def add_cosignature(body: CosignatureIn, svc: Svc) -> dict[str, Any]:
 
 @router.get("/v1/trust")
 def trust(svc: Svc) -> dict[str, Any]:
-    """Everything an offline verifier needs: log origin and key, signing keys, TSA root."""
-    return svc.transparency.trust_bundle().to_dict()
+    """Everything an offline verifier needs: log origin and key, signing keys with their
+    signed history, TSA root. ``warnings`` names database rows the key files do not back."""
+    return {**svc.transparency.trust_bundle().to_dict(),
+            "warnings": [f.to_dict() for f in svc.deps.keyring.row_findings()]}
 
 
 # -- proof bundles ----------------------------------------------------------------------

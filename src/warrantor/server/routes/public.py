@@ -20,9 +20,11 @@ router = APIRouter()
 
 @router.get("/v1/keys", tags=["evidence"])
 def list_keys(svc: Svc) -> dict[str, Any]:
-    """Every signing key with its validity; retired keys stay published."""
+    """Every signing key the key files hold, with the validity their signed history gives
+    it; retired keys stay published. ``warnings`` names database rows the files do not back."""
     active = svc.deps.keyring.active.keyid
     return {
+        "warnings": [f.to_dict() for f in svc.deps.keyring.row_findings()],
         "keys": [
             {
                 "keyid": k.keyid,
@@ -32,7 +34,7 @@ def list_keys(svc: Svc) -> dict[str, Any]:
                 "not_after": isoformat(k.not_after) if k.not_after else None,
                 "status": "active" if k.keyid == active else "retired",
             }
-            for k in svc.deps.keyring.published()
+            for k in svc.deps.keyring.trusted()
         ]
     }
 
@@ -61,9 +63,14 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz", tags=["ops"])
 def readyz(request: Request, svc: Svc) -> Response:
-    if svc.store.ping():
-        return Response(b'{"status":"ready"}', media_type="application/json")
-    return problem_response(503, "NOT_READY", "the store does not answer", request_id_of(request))
+    """Ready when the store answers and the stored log still matches its signed checkpoints
+    (else 503 ``LOG_INCONSISTENT`` naming the entries that changed)."""
+    if not svc.store.ping():
+        return problem_response(503, "NOT_READY", "the store does not answer", request_id_of(request))
+    failure = svc.transparency.failure
+    if failure is not None:
+        return problem_response(503, "LOG_INCONSISTENT", failure, request_id_of(request))
+    return Response(b'{"status":"ready"}', media_type="application/json")
 
 
 @router.get("/metrics", tags=["ops"])
