@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# The README's walkthrough as a script: tenant and keys, a policy, one action through
-# authorize -> approve by code -> notarize, one through deny, and every signature checked
-# against the published keys. Needs a running server (`make run`) and curl + python3.
+# The README's walkthrough as a script: tenant, keys and an approver, a policy, one action
+# through authorize -> approve by the e-mailed code -> notarize, one through deny, and every
+# signature checked against the published keys. Needs a running server without SMTP (its
+# development mailer writes approval mails to the server log) and curl + python3.
 #
-#   WARRANTOR_URL=http://127.0.0.1:8080 OPERATOR_KEY=$(cat .warrantor/operator.key) examples/walkthrough.sh
+#   make run 2>&1 | tee .warrantor/server.log          # first terminal
+#   WARRANTOR_URL=http://127.0.0.1:8080 OPERATOR_KEY=$(cat .warrantor/operator.key) \
+#     WARRANTOR_LOG=.warrantor/server.log examples/walkthrough.sh
 set -euo pipefail
 URL=${WARRANTOR_URL:-http://127.0.0.1:8080}
 OP=${OPERATOR_KEY:?set OPERATOR_KEY (printed by make run, saved in .warrantor/operator.key)}
+LOG=${WARRANTOR_LOG:?set WARRANTOR_LOG to the server log file (the approval e-mail is written there)}
 HERE=$(cd "$(dirname "$0")" && pwd)
 PY=${PYTHON:-python3}
 json() { "$PY" -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {}, {'d': d}))" "$1"; }
@@ -18,6 +22,10 @@ ADMIN=$(post "/v1/tenants/$TENANT/api-keys" "$OP" '{"role": "admin"}' | json 'd[
 AGENT=$(post "/v1/tenants/$TENANT/api-keys" "$OP" '{"role": "agent", "agent_id": "payments-agent"}' | json 'd["key"]')
 echo "tenant $TENANT"
 
+echo "== an approver: a console user in the groups the policy names"
+post /v1/users "$ADMIN" '{"email": "lead@acme.example", "name": "Finance Lead", "roles": ["approver"],
+  "password": "walkthrough-only-password", "groups": ["finance-leads", "comms-reviewers"]}' | json 'd["email"]'
+
 echo "== policy"
 HASH=$(post /v1/policies "$ADMIN" "@$HERE/payments-policy.json" | json 'd["bundle_hash"]')
 post "/v1/policies/$HASH/activate" "$ADMIN" '{"mode": "enforce"}' | json 'd["mode"]'
@@ -28,7 +36,21 @@ HELD=$(post /v1/actions "$AGENT" '{"action_type": "wire_transfer", "details": "P
   "payload": {"amount_minor": 6000000, "currency": "EUR", "beneficiary": "ACME GmbH"}}')
 ACTION=$(echo "$HELD" | json 'd["action_id"]')
 echo "$ACTION $(echo "$HELD" | json 'd["status"]')"
-CODE=$(curl -sS "$URL/v1/actions/$ACTION/approval" -H "Authorization: Bearer $ADMIN" | json 'd["codes"][0]["code"]')
+curl -sS "$URL/v1/actions/$ACTION/approval" -H "Authorization: Bearer $ADMIN" | json '(d["notified"], d["requirements"])'
+# The code went to lead@acme.example only; with no SMTP server, the server log has the mail.
+CODE=$("$PY" - "$LOG" "$ACTION" <<'PYEOF'
+import re, sys, time
+log, action = sys.argv[1], sys.argv[2]
+for _ in range(100):
+    for mail in open(log, encoding="utf-8", errors="replace").read().split("development mailer, not delivered:"):
+        if f"Action: {action}" in mail:
+            print(re.search(r"/approve/(APR-[A-Z0-9]+)", mail).group(1))
+            sys.exit(0)
+    time.sleep(0.1)
+sys.exit(f"no approval mail for {action} in {log}")
+PYEOF
+)
+echo "approval link for lead@acme.example: $URL/approve/$CODE"
 curl -sS "$URL/v1/approvals/$CODE" | json '(d["action_type"], d["payload"], d["rules"][0]["message"])'
 post "/v1/approvals/$CODE/confirm" "" '{"decision": "approve", "reason": "invoice checked"}' | json 'd["status"]'
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +30,25 @@ PG_ADMIN_URL = os.environ.get("WARRANTOR_TEST_POSTGRES_URL", "postgresql://postg
 WIRE = {"amount_minor": 1000, "currency": "EUR", "beneficiary": "ACME GmbH"}
 
 
+class RecordingMailer:
+    """The mail channel as a test sees it: every message, in order, nothing delivered."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    def send(self, to: str, subject: str, body: str, *, tenant_id: str | None = None) -> None:
+        self.sent.append({"to": to, "subject": subject, "body": body, "tenant_id": tenant_id})
+
+    def codes(self, action_id: str) -> dict[str, str]:
+        """The approval codes mailed for ``action_id``, by recipient."""
+        out = {}
+        for mail in self.sent:
+            found = re.search(r"Approval code: (APR-[A-Z0-9]+)", mail["body"])
+            if found and f"Action: {action_id}\n" in mail["body"]:
+                out[mail["to"]] = found.group(1)
+        return out
+
+
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
@@ -42,6 +62,8 @@ class Env:
     keys: dict[str, str]
     bundle_hash: str
     extra: dict[str, Any] = field(default_factory=dict)
+    approver: str = ""  # the demo tenant's console approver (finance-leads, comms-reviewers, admin)
+    approver_password: str = ""
 
     def h(self, role: str) -> dict[str, str]:
         return bearer(self.keys[role])
@@ -57,10 +79,35 @@ class Env:
         body.setdefault("instruction_hash", "sha256:" + "ab" * 32)
         return self.client.post("/v1/actions", json=body, headers={**self.h(role), **(headers or {})})
 
+    @property
+    def mail(self) -> RecordingMailer:
+        mailer = self.services.deps.mailer
+        assert isinstance(mailer, RecordingMailer), "this env delivers mail elsewhere"
+        return mailer
+
     def approval_codes(self, action_id: str) -> list[str]:
-        r = self.client.get(f"/v1/actions/{action_id}/approval", headers=self.h("admin"))
-        assert r.status_code == 200, r.text
-        return [c["code"] for c in r.json()["codes"]]
+        """The personal codes e-mailed for ``action_id``, ordered by recipient."""
+        codes = self.mail.codes(action_id)
+        return [codes[to] for to in sorted(codes)]
+
+    def code_for(self, action_id: str, email: str) -> str:
+        return self.mail.codes(action_id)[email]
+
+    def add_user(self, email: str, *, groups: tuple[str, ...] = (), roles: tuple[str, ...] = ("approver",),
+                 password: str = "correct horse battery staple") -> dict[str, Any]:
+        """A console user of the tenant (created by the tenant's admin key)."""
+        r = self.client.post("/v1/users", headers=self.h("admin"), json={
+            "email": email, "name": email.split("@", maxsplit=1)[0], "password": password,
+            "roles": list(roles), "groups": list(groups)})
+        assert r.status_code == 201, r.text
+        body: dict[str, Any] = r.json()
+        return body
+
+    def add_approver(self, address: str, *, key: str | None = None) -> None:
+        """Put ``address`` on the tenant's approver directory (as the tenant's admin)."""
+        r = self.client.post("/v1/approvers", json={"address": address},
+                             headers=bearer(key) if key else self.h("admin"))
+        assert r.status_code in (200, 201), r.text
 
     def new_tenant(self) -> dict[str, str]:
         """A second tenant with the demo policy, for isolation tests."""
@@ -108,14 +155,16 @@ def make_settings(data_dir: Path, database_url: str | None = None, **overrides: 
 def make_env(data_dir: Path, database_url: str | None = None, *, services_kwargs: dict[str, Any] | None = None,
              **overrides: Any) -> Iterator[Env]:
     settings = make_settings(data_dir, database_url, **overrides)
-    services = open_services(settings, **(services_kwargs or {}))
+    recording = {} if settings.smtp_url else {"mailer": RecordingMailer()}
+    services = open_services(settings, **{**recording, **(services_kwargs or {})})
     services.tenancy.bootstrap_operator(OPERATOR_KEY)
     demo = create_demo(services)
     app = create_app(settings, services=services)
     keys = {k.removesuffix("_key"): v for k, v in demo.items() if k.endswith("_key")}
     try:
         with TestClient(app) as client:
-            yield Env(client, services, settings, demo["tenant_id"], keys, demo["bundle_hash"])
+            yield Env(client, services, settings, demo["tenant_id"], keys, demo["bundle_hash"],
+                      approver=demo["console_email"], approver_password=demo["console_password"])
     finally:
         services.store.close()
 
@@ -135,6 +184,11 @@ def free_port() -> int:
 class ServerHandle:
     url: str
     proc: Any
+    log_path: Path | None = None
+
+    def log_text(self) -> str:
+        """Everything the server wrote to stdout and stderr so far."""
+        return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path else ""
 
     def kill(self) -> None:
         """SIGKILL: a crash, not a shutdown."""
@@ -165,14 +219,17 @@ def server_process(data_dir: Path, database_url: str | None = None, *, demo: boo
         cmd.append("--demo")
     cmd.extend(args)
     child_env = {**os.environ, "WARRANTOR_OPERATOR_KEY": OPERATOR_KEY, **(env or {})}
-    proc = subprocess.Popen(cmd, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # Output goes to a file, not a pipe: a pipe nobody reads fills up and blocks the server.
+    log_path = Path(data_dir) / f"server-{port}.log"
+    with open(log_path, "wb") as out:
+        proc = subprocess.Popen(cmd, env=child_env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
         while True:
             if proc.poll() is not None:
-                out = proc.stdout.read().decode() if proc.stdout else ""
-                raise RuntimeError(f"server exited with {proc.returncode}: {out}")
+                out_text = log_path.read_text(encoding="utf-8", errors="replace")
+                raise RuntimeError(f"server exited with {proc.returncode}: {out_text}")
             try:
                 if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
                     break
@@ -181,7 +238,7 @@ def server_process(data_dir: Path, database_url: str | None = None, *, demo: boo
             if time.monotonic() > deadline:
                 raise RuntimeError("server did not become ready within 30 s")
             time.sleep(0.1)
-        yield ServerHandle(url, proc)
+        yield ServerHandle(url, proc, log_path)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -190,5 +247,3 @@ def server_process(data_dir: Path, database_url: str | None = None, *, demo: boo
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
-        if proc.stdout:
-            proc.stdout.close()

@@ -20,11 +20,11 @@ def _held(env: Env, **body: Any) -> tuple[str, str]:
 
 
 def _codes(env: Env, action_id: str) -> dict[str, str]:
-    r = env.client.get(f"/v1/actions/{action_id}/approval", headers=env.h("admin"))
-    return {c["approver"]: c["code"] for c in r.json()["codes"]}
+    return env.mail.codes(action_id)
 
 
 def _activate_quorum_of_two(env: Env) -> None:
+    env.add_user("second-lead@example.com", groups=("finance-leads",))
     bundle = demo_bundle()
     bundle["cedar"] = bundle["cedar"].replace('@approvers("finance-leads") @quorum("1")',
                                               '@approvers("finance-leads") @quorum("2")')
@@ -57,7 +57,7 @@ def test_the_page_shows_what_the_approver_decides_on(env: Env) -> None:
     for shown in ("wire transfer", "payments-agent", "Pay invoice INV-2024-0042 for the annual licence",
                   "60,000.00 EUR", "ACME GmbH", "INV-2024-0042",  # the payload as a table
                   "wire-approval-50k", "APPROVAL_THRESHOLD", "Amount exceeds 50,000 EUR",  # the rule
-                  "0 of 1", "finance-leads", action_id, 'name="decision" value="approve"',
+                  "0 of 1", env.approver, action_id, 'name="decision" value="approve"',
                   'name="decision" value="deny"'):
         assert shown in page, shown
     assert "csrf_token" not in page  # the code is the credential; no login, no session
@@ -74,7 +74,9 @@ def test_approving_by_the_form_gives_the_agent_its_warrant(env: Env) -> None:
     assert action["status"] == "approved"
     assert action["warrant"]["envelope"]["signatures"]
     assert [(a["decision"], a["reason"], a["via"]) for a in action["approvals"]] == [
-        ("approve", "Invoice matches", "code")]
+        ("approve", "Invoice matches", "email-code")]
+    assert action["approvals"][0]["approver"] == env.approver
+    assert action["approvals"][0]["channel"] == f"approval code e-mailed to {env.approver}"
 
 
 def test_a_denial_needs_a_reason_and_ends_the_action(env: Env) -> None:
@@ -105,25 +107,27 @@ def test_a_used_code_shows_the_gone_page(env: Env) -> None:
 
 
 def test_an_action_decided_elsewhere_shows_the_conflict_page(env: Env) -> None:
-    action_id, _ = _held(env, approvers=["alice@example.com", "bob@example.com"])
+    env.add_approver("alice@example.com")
+    action_id, _ = _held(env, approvers=["alice@example.com"])
     codes = _codes(env, action_id)
-    alice, bob = codes["alice@example.com"], codes["bob@example.com"]
-    assert env.client.post(f"/approve/{alice}", data={"decision": "approve"}).status_code == 200
-    r = env.client.post(f"/approve/{bob}", data={"decision": "deny", "reason": "too late"})
+    lead, alice = codes[env.approver], codes["alice@example.com"]
+    assert env.client.post(f"/approve/{lead}", data={"decision": "deny", "reason": "no"}).status_code == 200
+    r = env.client.post(f"/approve/{alice}", data={"decision": "approve"})
     assert r.status_code == 409 and "ALREADY_RESOLVED" in r.text and "already been decided" in r.text
-    assert _action(env, action_id)["status"] == "approved"
+    assert _action(env, action_id)["status"] == "denied_by_human"
 
 
 def test_quorum_progress_is_shown_before_and_after_a_partial_approval(env: Env) -> None:
     _activate_quorum_of_two(env)
-    action_id, _ = _held(env, approvers=["alice@example.com", "bob@example.com"])
+    action_id, _ = _held(env)
     codes = _codes(env, action_id)
-    alice, bob = codes["alice@example.com"], codes["bob@example.com"]
-    page = env.client.get(f"/approve/{alice}").text
-    assert "alice@example.com" in page and "bob@example.com" not in page and bob not in page
-    r = env.client.post(f"/approve/{alice}", data={"decision": "approve"})
+    assert sorted(codes) == sorted([env.approver, "second-lead@example.com"])  # a personal code each
+    mine, theirs = codes[env.approver], codes["second-lead@example.com"]
+    page = env.client.get(f"/approve/{mine}").text
+    assert env.approver in page and "second-lead@example.com" not in page and theirs not in page
+    r = env.client.post(f"/approve/{mine}", data={"decision": "approve"})
     assert "Approval recorded: 1 of 2 approvals" in r.text
-    assert "1 of 2" in env.client.get(f"/approve/{bob}").text
+    assert "1 of 2" in env.client.get(f"/approve/{theirs}").text
     assert _action(env, action_id)["status"] == "pending_approval"
 
 

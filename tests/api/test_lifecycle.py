@@ -72,8 +72,9 @@ def test_deny_by_code_ends_denied_by_human_with_a_receipt(env: Env) -> None:
 
 def test_code_errors_404_410_409(env: Env) -> None:
     assert env.client.get("/v1/approvals/APR-DOESNOTEXIST0000000").status_code == 404
-    action_id = env.authorize(payload=HELD, approvers=["a@example.com", "b@example.com"]).json()["action_id"]
-    first, second = env.approval_codes(action_id)
+    env.add_user("second-lead@example.com", groups=("finance-leads",))
+    action_id = env.authorize(payload=HELD).json()["action_id"]
+    first, second = env.approval_codes(action_id)  # one personal code per finance lead
     assert env.client.post(f"/v1/approvals/{first}/confirm", json={"decision": "approve"}).status_code == 200
     r = env.client.post(f"/v1/approvals/{first}/confirm", json={"decision": "approve"})
     assert (r.status_code, r.json()["code"]) == (410, "CODE_EXPIRED")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from pathlib import Path
@@ -130,17 +131,21 @@ def test_approval_codes_are_mailed_over_smtp(tmp_path: Path) -> None:
     controller.start()
     try:
         with make_env(tmp_path, smtp_url=f"smtp://127.0.0.1:{port}") as env:
+            env.add_approver("cfo@example.com")
             r = env.authorize(payload={**WIRE, "amount_minor": 6_000_000}, approvers=["cfo@example.com"])
-            code = env.approval_codes(r.json()["action_id"])[0]
+            action_id = r.json()["action_id"]
             deadline = time.monotonic() + 10
-            while not inbox.messages and time.monotonic() < deadline:
+            while len(inbox.messages) < 2 and time.monotonic() < deadline:
                 time.sleep(0.05)
+            mails = {m.decode().split("To: ", 1)[1].split("\n", 1)[0].strip(): m.decode() for m in inbox.messages}
+            assert sorted(mails) == sorted(["cfo@example.com", env.approver]), "one personal e-mail each"
+            code = re.search(r"Approval code: (APR-[A-Z0-9]+)", mails["cfo@example.com"])
+            assert code is not None and f"/approve/{code.group(1)}" in mails["cfo@example.com"]
+            assert code.group(1) not in mails[env.approver]
+            review = env.client.get(f"/v1/approvals/{code.group(1)}").json()
+            assert (review["action_id"], review["approver"]) == (action_id, "cfo@example.com")
     finally:
         controller.stop()
-    assert inbox.messages, "no approval e-mail arrived"
-    mail = inbox.messages[0].decode()
-    assert "To: cfo@example.com" in mail
-    assert code in mail
 
 
 def test_private_keys_are_readable_by_the_owner_only(env: Env) -> None:

@@ -52,7 +52,7 @@ def test_create_user_never_returns_the_hash_and_lists_users(env: Env) -> None:
     assert user["roles"] == ["approver"] and user["groups"] == ["finance-leads"]
     assert not any("hash" in k or "password" in k for k in user)
     listed = env.client.get("/v1/users", headers=env.h("admin")).json()["data"]
-    assert [u["email"] for u in listed] == ["alice@example.com"]
+    assert [u["email"] for u in listed] == [env.approver, "alice@example.com"]  # the demo's approver first
     assert "argon2" not in str(listed)
     again = env.client.post("/v1/users", headers=env.h("admin"), json={
         "email": "alice@example.com", "name": "A", "password": PASSWORD, "roles": ["admin"]})
@@ -204,7 +204,9 @@ def test_users_outside_the_approver_list_are_refused(env: Env) -> None:
 
 def test_admins_decide_when_tenant_admins_are_listed(env: Env) -> None:
     make_user(env, "root@example.com", roles=["admin"], groups=[])
-    action_id = held(env, require_approval=True, approvers=["tenant-admins"])
+    r = env.authorize(require_approval=True, approvers=["tenant-admins"])  # no rule names approvers
+    assert r.json()["approval"]["approvers"] == ["tenant-admins"], r.text
+    action_id = r.json()["action_id"]
     client, csrf = login(env, "root@example.com")
     r = client.post(f"/v1/actions/{action_id}/approve", json={}, headers={"X-CSRF-Token": csrf})
     assert r.status_code == 200 and r.json()["status"] == "approved"
@@ -224,13 +226,13 @@ def _quorum_bundle() -> dict[str, Any]:
 
 
 def test_a_quorum_of_two_needs_two_distinct_people(env: Env) -> None:
+    make_user(env, "alice@example.com")
+    make_user(env, "root@example.com", roles=["admin"], groups=[])
     r = env.client.post("/v1/policies", json=_quorum_bundle(), headers=env.h("admin"))
     assert r.status_code in (200, 201), r.text
     bundle_hash = r.json()["bundle_hash"]
     r = env.client.post(f"/v1/policies/{bundle_hash}/activate", json={"mode": "enforce"}, headers=env.h("admin"))
     assert r.status_code == 200, r.text
-    make_user(env, "alice@example.com")
-    make_user(env, "root@example.com", roles=["admin"], groups=[])
     action_id = held(env)
     assert env.client.get(f"/v1/actions/{action_id}", headers=env.h("agent")).json()["approval"]["quorum"] == 2
 
@@ -294,7 +296,8 @@ def test_a_user_of_another_tenant_cannot_see_or_decide(env: Env) -> None:
     for path, body in (("approve", {}), ("deny", {"reason": "x"}), ("cosign", {})):
         r = mallory.post(f"/v1/actions/{action_id}/{path}", json=body, headers={"X-CSRF-Token": csrf})
         assert r.status_code == 404, (path, r.text)
-    assert [u["email"] for u in mallory.get("/v1/users").json()["data"]] == ["mallory@example.com"]
+    theirs = [u["email"] for u in mallory.get("/v1/users").json()["data"]]
+    assert "mallory@example.com" in theirs and "alice@example.com" not in theirs and env.approver not in theirs
     page = mallory.get(f"/console/actions/{action_id}")
     assert page.status_code == 404
     inbox = mallory.get("/console/approvals")

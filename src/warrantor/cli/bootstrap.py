@@ -27,7 +27,6 @@ def prepare(settings: Settings, out: TextIO) -> Services:
         print(f"Operator key (shown once, also saved to {path}):\n  {generated}", file=out)
     if settings.demo and not (settings.data_dir / "demo.json").exists():
         demo = create_demo(services)
-        demo.update(create_demo_approver(services, demo["tenant_id"]))
         _write_secret(settings.data_dir / "demo.json", json.dumps(demo, indent=2) + "\n")
         where = settings.data_dir / "demo.json"
         print(f"Demo tenant {demo['tenant_id']} with the payments policy; keys and the console", file=out)
@@ -36,23 +35,30 @@ def prepare(settings: Settings, out: TextIO) -> Services:
 
 
 def create_demo(services: Services) -> dict[str, str]:
+    """A tenant with API keys per role, a console approver and the payments policy.
+
+    The approver comes first: the policy names the groups ``finance-leads`` and
+    ``comms-reviewers``, and a bundle whose approvers name nobody is refused at upload.
+    """
     tenant = services.tenancy.create_tenant("Demo Payments")
     keys = {
         role: services.tenancy.create_api_key(tenant.id, role, "payments-agent" if role == "agent" else None)[1]
         for role in ("admin", "agent", "app", "auditor")
     }
+    approver = create_demo_approver(services, tenant.id)
     bundle, _ = services.policies.upload(tenant.id, demo_bundle())
     services.policies.activate(tenant.id, bundle.hash, "enforce")
-    return {"tenant_id": tenant.id, "bundle_hash": bundle.hash, **{f"{r}_key": k for r, k in keys.items()}}
+    return {"tenant_id": tenant.id, "bundle_hash": bundle.hash, **{f"{r}_key": k for r, k in keys.items()},
+            **approver}
 
 
 def create_demo_approver(services: Services, tenant_id: str) -> dict[str, str]:
-    """A console user in finance-leads (approver and admin), so the demo can be approved."""
+    """A console user in finance-leads and comms-reviewers (approver and admin)."""
     email = f"approver-{tenant_id.removeprefix('ten_')[:10]}@demo.example"
     password = secrets.token_urlsafe(18)
     services.users.create(
         tenant_id, email=email, name="Demo Approver", password=password,
-        roles=["approver", "admin"], groups=["finance-leads"],
+        roles=["approver", "admin"], groups=["finance-leads", "comms-reviewers"],
     )
     return {"console_email": email, "console_password": password}
 

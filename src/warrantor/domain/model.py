@@ -70,6 +70,7 @@ class ApiKey:
     prefix: str
     created_at: datetime
     revoked_at: datetime | None = None
+    label: str | None = None
 
 
 @dataclass(frozen=True)
@@ -100,13 +101,52 @@ class Action:
 
 
 @dataclass(frozen=True)
+class ApprovalRequirement:
+    """One condition a held action must meet: ``quorum`` distinct humans, each resolved by
+    one of ``approvers`` (an e-mail, a group, ``tenant-admins``), have approved.
+
+    ``source`` says where it came from: ``rule:<policy id>``, ``default`` (the bundle's
+    default approvers) or ``request`` (an approver the agent named, required in addition).
+    """
+
+    approvers: tuple[str, ...]
+    quorum: int
+    source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"approvers": list(self.approvers), "quorum": self.quorum, "source": self.source}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ApprovalRequirement:
+        return cls(tuple(raw["approvers"]), int(raw["quorum"]), str(raw["source"]))
+
+
+@dataclass(frozen=True)
 class ApprovalRequest:
+    """A held action's approval conditions: every requirement must be met.
+
+    ``approvers`` is the union of the requirements' approvers (who may decide at all) and
+    ``quorum`` the largest single requirement (the fewest distinct humans that can finish).
+    """
+
     action_id: str
     tenant_id: str
     approvers: tuple[str, ...]
     quorum: int
     expires_at: datetime
     created_at: datetime
+    requirements: tuple[ApprovalRequirement, ...] = ()
+
+    @classmethod
+    def of(
+        cls, action_id: str, tenant_id: str, requirements: tuple[ApprovalRequirement, ...],
+        expires_at: datetime, created_at: datetime,
+    ) -> ApprovalRequest:
+        union: list[str] = []
+        for req in requirements:
+            union.extend(a for a in req.approvers if a not in union)
+        quorum = max((r.quorum for r in requirements), default=1)
+        return cls(action_id, tenant_id, tuple(union), quorum, expires_at, created_at, requirements)
 
 
 @dataclass(frozen=True)
@@ -127,8 +167,9 @@ class Approval:
     approver: str
     decision: str
     reason: str | None
-    via: str
+    via: str  # "email-code", "console", "confirmation"
     decided_at: datetime
+    channel: str = ""  # who was reached how: "code e-mailed to x@y", "console session of user usr_..."
 
 
 @dataclass(frozen=True)

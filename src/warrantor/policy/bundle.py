@@ -30,6 +30,7 @@ from typing import Any
 
 import cedarpy
 
+from warrantor.domain.approvers import parse_approver
 from warrantor.errors import ValidationError
 from warrantor.evidence.canonical import digest
 from warrantor.policy._scan import ScanError, Statement, json_depth, line_col, scan
@@ -285,6 +286,22 @@ def _problem(message: str, line: int | None, policy_id: str | None) -> dict[str,
     return out
 
 
+def _approvers(value: str | None, add: Any) -> tuple[str, ...]:
+    """``@approvers("a@x.example, finance-leads")``: canonical entries; a bad one is a problem."""
+    out: list[str] = []
+    for part in (value or "").split(","):
+        if not part.strip():
+            continue
+        try:
+            entry = parse_approver(part.strip(), "@approvers")
+        except ValidationError as exc:
+            add(str(exc))
+            continue
+        if entry not in out:
+            out.append(entry)
+    return tuple(out)
+
+
 def _positive_int(value: str | None, name: str, add: Any) -> int | None:
     if value is None:
         return None
@@ -316,7 +333,7 @@ def _policy_info(
     reason = notes.get("reason") or ""
     if not reason:
         add("every policy needs a non-empty @reason")
-    approvers = tuple(a.strip() for a in (notes.get("approvers") or "").split(",") if a.strip())
+    approvers = _approvers(notes.get("approvers"), add)
     return PolicyInfo(
         id=pid,
         effect=effect,

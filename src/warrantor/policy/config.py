@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from warrantor.domain.approvers import parse_approver
 from warrantor.errors import ValidationError
 
 ON_MISMATCH = ("deny", "require_approval")
@@ -326,8 +327,14 @@ def _parse_approvals(p: _Problems, raw: Any) -> ApprovalsConfig:
     ttl = m.get("default_ttl_seconds", 86400)
     if not p.typed(ttl, "approvals.default_ttl_seconds", _is_pos_int, "a positive integer"):
         ttl = 86400
-    approvers = _str_list(p, m.get("default_approvers", []), "approvals.default_approvers")
-    return ApprovalsConfig(default_ttl_seconds=ttl, default_approvers=approvers)
+    approvers: list[str] = []
+    for i, item in enumerate(_str_list(p, m.get("default_approvers", []), "approvals.default_approvers")):
+        path = f"approvals.default_approvers[{i}]"
+        try:
+            approvers.append(parse_approver(item, path))
+        except ValidationError as exc:
+            p.add(path, str(exc).removeprefix(f"{path}: "))
+    return ApprovalsConfig(default_ttl_seconds=ttl, default_approvers=tuple(dict.fromkeys(approvers)))
 
 
 _SECTIONS = ("agents", "endpoints", "detectors", "budgets", "rate_limits", "approvals")

@@ -1,11 +1,17 @@
 """Reading actions: detail, list, long-poll, chain, legal hold, and the expiry sweep.
 
+An agent key bound to agent X reads only X's actions (``tenancy.sees_agent``): another
+agent's action is 404 as if it did not exist, a list is always filtered to X (asking for
+another agent is 403 ``AGENT_MISMATCH``), and a chain stops before the first ancestor that
+is not X's (``truncated``).
+
 Detail and list carry ``integrity`` (``service.integrity``): whether the stored intent
 still matches the digest its evidence signs, checked against the key ring's trusted keys.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import time
@@ -14,13 +20,13 @@ from typing import Any
 
 from warrantor.domain.clock import isoformat
 from warrantor.domain.lifecycle import Event, Status, is_terminal
-from warrantor.domain.model import Action, ActionFilter, Principal, Role
-from warrantor.errors import NotFoundError, ValidationError, WarrantorError
+from warrantor.domain.model import Action, ActionFilter, Evidence, Principal, Role
+from warrantor.errors import NotFoundError, PermissionDeniedError, ValidationError, WarrantorError
 from warrantor.evidence.keys import VerifyKey
 from warrantor.service.context import Deps
 from warrantor.service.integrity import check_actions
 from warrantor.service.sealing import approvals_view
-from warrantor.service.tenancy import require_role
+from warrantor.service.tenancy import require_role, sees_agent
 from warrantor.service.transitions import apply
 from warrantor.store import Repo
 from warrantor.store.repo_humans import cosignatures_view
@@ -67,6 +73,7 @@ def detail(repo: Repo, action: Action, keys: list[VerifyKey]) -> dict[str, Any]:
         out["approval"] = {
             "approvers": list(request.approvers),
             "quorum": request.quorum,
+            "requirements": [r.to_dict() for r in request.requirements],
             "expires_at": isoformat(request.expires_at),
         }
     for key, evidence_id in (("warrant", action.warrant_id), ("receipt", action.receipt_id)):
@@ -84,15 +91,33 @@ def detail(repo: Repo, action: Action, keys: list[VerifyKey]) -> dict[str, Any]:
     return out
 
 
+def sees_evidence(repo: Repo, principal: Principal, ev: Evidence) -> bool:
+    """Whether ``principal`` may read ``ev``: an agent-bound key only its own actions' evidence."""
+    if principal.agent_id is None:
+        return True
+    action = repo.get_action(ev.tenant_id, ev.action_id) if ev.action_id else None
+    return action is not None and sees_agent(principal, action.agent_id)
+
+
 class Actions:
     def __init__(self, deps: Deps) -> None:
         self._d = deps
+
+    def require_evidence(self, principal: Principal, evidence_id: str, kind: str) -> None:
+        """404 unless the principal may read this warrant or receipt (see ``sees_evidence``)."""
+        tenant_id = require_role(principal, *READ_ROLES)
+        if principal.agent_id is None:
+            return
+        with self._d.store.read() as repo:
+            ev = repo.get_evidence(tenant_id, evidence_id)
+            if ev is None or not sees_evidence(repo, principal, ev):
+                raise NotFoundError(f"no {kind} {evidence_id!r}", code="NOT_FOUND")
 
     def get(self, principal: Principal, action_id: str) -> dict[str, Any]:
         tenant_id = require_role(principal, *READ_ROLES)
         with self._d.store.read() as repo:
             action = repo.get_action(tenant_id, action_id)
-            if action is None:
+            if action is None or not sees_agent(principal, action.agent_id):
                 raise NotFoundError(f"no action {action_id!r}", code="NOT_FOUND")
             return detail(repo, action, self._d.keyring.trusted_keys())
 
@@ -122,6 +147,13 @@ class Actions:
                 f"expected page >= 1 and 1 <= per_page <= 100, got page={page}, per_page={per_page}",
                 code="INVALID_PAGINATION",
             )
+        if principal.agent_id is not None:
+            if flt.agent_id is not None and flt.agent_id != principal.agent_id:
+                raise PermissionDeniedError(
+                    f"expected agent_id {principal.agent_id!r} (bound to this key), got {flt.agent_id!r}",
+                    code="AGENT_MISMATCH",
+                )
+            flt = dataclasses.replace(flt, agent_id=principal.agent_id)
         keys = self._d.keyring.trusted_keys()
         with self._d.store.read() as repo:
             result = repo.list_actions(tenant_id, flt, page, per_page)
@@ -140,13 +172,15 @@ class Actions:
         """The action and its ancestors, nearest first."""
         tenant_id = require_role(principal, *READ_ROLES)
         chain: list[dict[str, Any]] = []
+        truncated = False
         with self._d.store.read() as repo:
             current: str | None = action_id
             while current is not None and len(chain) < max_depth:
                 action = repo.get_action(tenant_id, current)
-                if action is None:
+                if action is None or not sees_agent(principal, action.agent_id):
                     if not chain:
                         raise NotFoundError(f"no action {action_id!r}", code="NOT_FOUND")
+                    truncated = action is not None
                     break
                 item = summary(action)
                 item["intent_digest"] = action.intent_digest
@@ -157,7 +191,7 @@ class Actions:
                 ]
                 chain.append(item)
                 current = action.parent_action_id
-        return {"action_id": action_id, "chain": chain}
+        return {"action_id": action_id, "chain": chain, "truncated": truncated}
 
     def set_legal_hold(self, principal: Principal, action_id: str, hold: bool) -> dict[str, Any]:
         tenant_id = require_role(principal, Role.ADMIN, Role.AUDITOR)

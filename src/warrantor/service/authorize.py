@@ -31,7 +31,8 @@ from typing import Any
 from warrantor.domain.clock import isoformat, random_token
 from warrantor.domain.lifecycle import Status
 from warrantor.domain.model import Action, ApprovalCode, ApprovalRequest, Effect, Principal, Role
-from warrantor.errors import ConflictError, NotFoundError, PermissionDeniedError
+from warrantor.errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError
+from warrantor.service.approvers import TenantApprovers, requirements_for
 from warrantor.service.context import Deps
 from warrantor.service.intent import Intent
 from warrantor.service.pipeline import (
@@ -55,8 +56,6 @@ __all__ = [  # the pipeline's types are re-exported for the extensions that plug
     "Authorizer", "Draft", "FactProvider", "Facts", "GuardStop", "Outcome", "Stage", "WriteGuard",
 ]
 
-DEFAULT_APPROVERS = ("tenant-admins",)
-
 _DENY_CODES = {
     "policy": "POLICY_DENIED",
     "endpoint": "ENDPOINT_NOT_ALLOWED",
@@ -71,6 +70,7 @@ class _Prepared:
     idempotency_key: str | None
     request_hash: str
     facts: Facts
+    people: TenantApprovers | None = None  # read when the request names approvers
 
     @property
     def parent(self) -> dict[str, Any] | None:
@@ -171,7 +171,14 @@ class Authorizer:
             )
             for provider in self.providers:
                 facts.extra[provider.name] = provider.read(repo, tenant_id, intent, facts)
-        return None, _Prepared(tenant_id, intent, key, request_hash, facts)
+            people = TenantApprovers.load(repo, tenant_id) if intent.approvers else None
+        if people is not None and (unknown := people.unknown(intent.approvers or ())):
+            raise ValidationError(
+                f"approvers: expected approvers known to this tenant (a console user, a group of "
+                f"users or an address on the approver directory), got {', '.join(unknown)}",
+                code="APPROVER_UNKNOWN", details={"field": "approvers", "unknown": unknown},
+            )
+        return None, _Prepared(tenant_id, intent, key, request_hash, facts, people)
 
     # -- the evaluation stages (pure: nothing is written) -------------------------------
     def evaluate(self, intent: Intent, facts: Facts) -> Draft:
@@ -194,8 +201,6 @@ class Authorizer:
             draft.shadow = shadow_decision(intent, facts.policies["shadow"])
         if intent.require_approval:
             draft.hold("request", Effect.REQUIRE_APPROVAL, "REQUESTED_BY_CALLER")
-        if intent.approvers:
-            draft.approvers = list(intent.approvers)
         return draft
 
     _decide = staticmethod(decide)
@@ -240,7 +245,7 @@ class Authorizer:
         else:
             # ``confirm`` without an end-user grant is held for a human, like require_approval.
             status = Status.PENDING_APPROVAL
-            request, codes = self._approval(p.tenant_id, action_id, draft, now)
+            request, codes = self._approval(p, action_id, draft, now)
         body = self._response(action_id, status, decision, draft, sealed, request, now)
         status_code = 201
         if status is Status.DENIED:
@@ -283,16 +288,22 @@ class Authorizer:
         return Outcome(status_code, body)
 
     def _approval(
-        self, tenant_id: str, action_id: str, draft: Draft, now: datetime
+        self, p: _Prepared, action_id: str, draft: Draft, now: datetime
     ) -> tuple[ApprovalRequest, list[ApprovalCode]]:
-        approvers = tuple(draft.approvers) or DEFAULT_APPROVERS
+        """The held action's requirements (policy's, plus the request's in addition; never
+        clamped) and one personal code for each human who may decide."""
         ttl = draft.approval_ttl_seconds or self._d.limits.default_approval_ttl_seconds
         expires_at = now + timedelta(seconds=ttl)
-        quorum = min(draft.quorum, len(approvers))
-        request = ApprovalRequest(action_id, tenant_id, approvers, quorum, expires_at, now)
+        requirements = requirements_for(draft.requirements, draft.default_approvers, p.intent.approvers or ())
+        request = ApprovalRequest.of(action_id, p.tenant_id, requirements, expires_at, now)
+        people = p.people
+        if people is None:
+            with self._d.store.read() as repo:
+                people = TenantApprovers.load(repo, p.tenant_id)
+        draft.warnings.extend(people.unreachable(requirements))
         codes = [
-            ApprovalCode(new_approval_code(), tenant_id, action_id, approver, expires_at, None)
-            for approver in approvers
+            ApprovalCode(new_approval_code(), p.tenant_id, action_id, human, expires_at, None)
+            for human in people.everyone(request)
         ]
         return request, codes
 
@@ -322,6 +333,7 @@ class Authorizer:
             body["approval"] = {
                 "approvers": list(request.approvers),
                 "quorum": request.quorum,
+                "requirements": [r.to_dict() for r in request.requirements],
                 "expires_at": isoformat(request.expires_at),
             }
         if status is Status.PENDING_CONFIRMATION and draft.confirmation is not None:
@@ -359,15 +371,16 @@ class Authorizer:
     def _mail_codes(self, action: Action, codes: list[ApprovalCode]) -> None:
         base = self._d.limits.public_url.rstrip("/")
         for code in codes:
-            if "@" not in code.approver:
-                continue
             self._d.mailer.send(
                 code.approver,
                 f"Approval needed: {action.action_type} by {action.agent_id or 'an agent'}",
                 f"An agent asks to run {action.action_type!r}.\n\n"
+                f"Action: {action.id}\n"
                 f"Details: {action.intent.get('details', '')}\n\n"
                 f"Review and decide: {base}/approve/{code.code}\n"
-                f"Approval code: {code.code} (single use, expires {isoformat(code.expires_at)})\n",
+                f"Approval code: {code.code} (single use, expires {isoformat(code.expires_at)})\n"
+                "This code is personal: it records your decision under your address.\n",
+                tenant_id=action.tenant_id,
             )
 
 

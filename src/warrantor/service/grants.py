@@ -326,6 +326,7 @@ class Grants:
             repo.insert_approval(Approval(
                 self._d.ids.new("apv"), tenant_id, action.id, f"end-user:{grant.subject}",
                 "approve" if approved else "deny", None, "confirmation", now,
+                "end-user confirmation nonce, relayed by an app key",
             ))
             event = Event.CONFIRM if approved else Event.DENY_BY_USER
             applied = apply(self._d, repo, action, event, now,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from warrantor.domain.model import Effect, Principal, strongest_effect
+from warrantor.domain.model import ApprovalRequirement, Effect, Principal, strongest_effect
 from warrantor.service.intent import Intent
 from warrantor.service.policies import ActivePolicy
 from warrantor.store import Repo
@@ -101,8 +101,8 @@ class Draft:
     policy: dict[str, Any] | None = None
     evaluation_hash: str | None = None
     shadow: dict[str, Any] | None = None
-    approvers: list[str] = field(default_factory=list)
-    quorum: int = 1
+    requirements: list[ApprovalRequirement] = field(default_factory=list)  # one per rule that held it
+    default_approvers: tuple[str, ...] = ()  # the bundle's, for a hold no rule names approvers for
     approval_ttl_seconds: int | None = None
     confirmation: dict[str, Any] | None = None
     halt: dict[str, Any] | None = None

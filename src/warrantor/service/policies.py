@@ -24,6 +24,7 @@ from warrantor.policy.bundle import BundleInvalidError, PolicyBundle, parse_bund
 from warrantor.policy.detectors import DetectorConfigError, DetectorSet
 from warrantor.policy.endpoints import EndpointAllowlist
 from warrantor.policy.engine import PolicyEngine
+from warrantor.service.approvers import TenantApprovers, bundle_problems
 from warrantor.service.context import Deps
 from warrantor.service.sealing import record
 from warrantor.store import Repo
@@ -77,6 +78,10 @@ class Policies:
         except (DetectorConfigError, ValueError) as exc:
             problems = getattr(exc, "problems", None) or [str(exc)]
             raise BundleInvalidError([{"message": f"config.detectors: {p}"} for p in problems]) from exc
+        with self._d.store.read() as repo:
+            people = TenantApprovers.load(repo, tenant_id)
+        if problems := bundle_problems(bundle, people):
+            raise BundleInvalidError(problems)
         now = self._d.clock.now()
         created = self._d.store.write(
             lambda repo: repo.insert_bundle(tenant_id, bundle.hash, bundle.to_dict(), now)

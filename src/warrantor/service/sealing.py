@@ -61,6 +61,7 @@ def approvals_view(approvals: list[Approval]) -> list[dict[str, Any]]:
             "decision": a.decision,
             "reason": a.reason,
             "via": a.via,
+            "channel": a.channel,
             "decided_at": isoformat(a.decided_at),
         }
         for a in approvals

@@ -8,6 +8,7 @@ from pathlib import Path
 from warrantor.domain.clock import Clock, IdFactory, RandomIds, SystemClock
 from warrantor.service.actions import Actions, ExpirySweeper
 from warrantor.service.approvals import Approvals
+from warrantor.service.approvers import ApproverDirectory
 from warrantor.service.authorize import Authorizer
 from warrantor.service.confirm_execution import ExecutionConfirmer
 from warrantor.service.context import Deps, Limits
@@ -33,6 +34,7 @@ class Services:
     policies: Policies
     authorizer: Authorizer
     approvals: Approvals
+    directory: ApproverDirectory
     notarizer: Notarizer
     actions: Actions
     sweeper: ExpirySweeper
@@ -93,6 +95,7 @@ def build_services(
         authorizer=authorizer,
         guardrails=guardrails,
         approvals=approvals,
+        directory=ApproverDirectory(deps),
         notarizer=Notarizer(deps),
         actions=Actions(deps),
         sweeper=ExpirySweeper(deps),

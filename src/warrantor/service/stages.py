@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from warrantor.domain.model import Effect
+from warrantor.domain.approvers import TENANT_ADMINS
+from warrantor.domain.model import ApprovalRequirement, Effect
 from warrantor.errors import ValidationError
 from warrantor.policy.detectors import strongest
 from warrantor.policy.endpoints import EndpointError, TLSPinMismatchError, check_pin, parse_endpoint
@@ -69,13 +70,14 @@ def policy_stage(draft: Draft, intent: Intent, facts: Facts) -> str:
     effect = Effect(decision.effect)
     if effect is not Effect.ALLOW:
         draft.hold("policy", effect, decision.reason)
+    # Each rule that holds the action is its own requirement: widening one rule's approvers
+    # with another's would let an agent that trips a second rule pick who approves the first.
+    draft.default_approvers = enforce.bundle.config.approvals.default_approvers
     for rule in decision.deciding_rules:
-        draft.approvers.extend(a for a in rule.approvers if a not in draft.approvers)
-        draft.quorum = max(draft.quorum, rule.quorum or 1)
+        approvers = rule.approvers or draft.default_approvers or (TENANT_ADMINS,)
+        draft.requirements.append(ApprovalRequirement(approvers, rule.quorum or 1, f"rule:{rule.id}"))
         if rule.approval_ttl_seconds:
             draft.approval_ttl_seconds = rule.approval_ttl_seconds
-    if not draft.approvers:
-        draft.approvers = list(enforce.bundle.config.approvals.default_approvers)
     if draft.approval_ttl_seconds is None:
         draft.approval_ttl_seconds = enforce.bundle.config.approvals.default_ttl_seconds
     return str(decision.effect)

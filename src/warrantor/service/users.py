@@ -11,9 +11,17 @@ Rules (DESIGN.md sections 1 and 5; issue 4):
   ``SESSION_IDLE`` without use, or ``SESSION_MAX_AGE`` after login, whichever comes first.
 - Password guessing is throttled per e-mail in the database: ``MAX_LOGIN_FAILURES`` failed
   attempts within ``LOGIN_WINDOW`` lock that e-mail out until the oldest ages out (429
-  ``LOGIN_RATE_LIMITED``). An attempt is counted before the password is checked, so
-  concurrent guesses cannot overshoot the limit within one process. Unknown e-mails cost
-  the same argon2 verification as known ones, so timing does not reveal accounts.
+  ``LOGIN_RATE_LIMITED``). An attempt is counted before the password is checked, and the
+  count and the insert run in one write transaction under a per-e-mail lock (a PostgreSQL
+  advisory transaction lock; SQLite's single writer), so concurrent guesses cannot
+  overshoot the limit, whichever server processes answer them. Checking the current
+  password on a password change counts the same way. Unknown e-mails cost the same argon2
+  verification as known ones, so timing does not reveal accounts.
+- User lifecycle (admins): roles, groups and ``disabled`` change with ``update``; ``delete``
+  leaves a tombstone (see ``schema_humans``). Disabling, deleting, an admin's password
+  reset and a user's own password change end the user's sessions at once (the user's own
+  change re-issues one new session to the browser that made it). A change that would
+  leave a tenant that has an admin without any enabled admin is 409 ``LAST_ADMIN``.
 - A user may decide on a held action when they hold the ``approver`` or ``admin`` role and
   the approval request lists their e-mail, one of their groups, or ``tenant-admins`` while
   they are an admin. Otherwise 403 ``NOT_AN_APPROVER``. Quorum counts distinct humans:
@@ -32,6 +40,7 @@ import hashlib
 import hmac
 import re
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -51,7 +60,7 @@ from warrantor.errors import (
 )
 from warrantor.evidence.canonical import sha256_hex
 from warrantor.evidence.statement import STATEMENT_TYPE, sign_statement
-from warrantor.service.approvals import Approvals, DecisionResult
+from warrantor.service.approvals import Approvals, Decider, DecisionResult
 from warrantor.service.context import Deps
 from warrantor.service.sealing import Sealed, record
 from warrantor.store import Repo, UniqueViolationError
@@ -160,6 +169,87 @@ class Users:
         with self._d.store.read() as repo:
             return rh.list_users(repo, tenant_id)
 
+    def update(
+        self, tenant_id: str, user_id: str, *, disabled: bool | None = None,
+        roles: Sequence[str] | None = None, groups: Sequence[str] | None = None,
+    ) -> User:
+        """Change roles, groups or ``disabled``; disabling ends the user's sessions."""
+        new_roles = _valid_roles([*roles]) if roles is not None else None
+        new_groups = _valid_groups([*groups]) if groups is not None else None
+        now = self._d.clock.now()
+
+        def job(repo: Repo) -> User:
+            rh.lock_tenant(repo, tenant_id)
+            user = _live_user(repo, tenant_id, user_id)
+            disabled_at = user.disabled_at
+            if disabled is not None:
+                disabled_at = (user.disabled_at or now) if disabled else None
+            after = User(user.id, user.tenant_id, user.email, user.name,
+                         user.roles if new_roles is None else new_roles,
+                         user.groups if new_groups is None else new_groups, user.created_at, disabled_at)
+            _keep_an_admin(repo, user, after)
+            rh.update_user(repo, tenant_id, user_id, roles=after.roles, groups=after.groups, disabled_at=disabled_at)
+            if disabled_at is not None:
+                rh.delete_user_sessions(repo, tenant_id, user_id)
+            return after
+
+        return self._d.store.write(job)
+
+    def delete(self, tenant_id: str, user_id: str) -> None:
+        """Delete a user (a tombstone keeps the id for the record); ends its sessions."""
+        now = self._d.clock.now()
+
+        def job(repo: Repo) -> None:
+            rh.lock_tenant(repo, tenant_id)
+            user = _live_user(repo, tenant_id, user_id)
+            gone = User(user.id, user.tenant_id, user.email, user.name, (), (), user.created_at, now)
+            _keep_an_admin(repo, user, gone)
+            rh.delete_user_sessions(repo, tenant_id, user_id)
+            rh.tombstone_user(repo, tenant_id, user_id, now)
+
+        self._d.store.write(job)
+
+    def reset_password(self, tenant_id: str, user_id: str, password: str) -> User:
+        """An admin sets a user's password: every session of that user ends, and the
+        e-mail's failed-login lock-out is lifted."""
+        digest = self._hasher.hash(_valid_password(password))
+
+        def job(repo: Repo) -> User:
+            user = _live_user(repo, tenant_id, user_id)
+            rh.set_password_hash(repo, tenant_id, user_id, digest)
+            rh.delete_user_sessions(repo, tenant_id, user_id)
+            rh.clear_login_failures(repo, user.email)
+            return user
+
+        return self._d.store.write(job)
+
+    def change_password(self, us: UserSession, current: str, new: str) -> NewSession:
+        """The user changes their own password: the current one is required (wrong: 403
+        ``WRONG_PASSWORD``, counted like a failed login). Every session of the user ends,
+        and a new one is returned for the browser that made the change."""
+        _valid_password(new)
+        email = us.user.email
+        self._reserve_attempt(email)
+        with self._d.store.read() as repo:
+            found = rh.live_user_record(repo, us.tenant_id, us.user.id)
+        if found is None or not self._verify(found.password_hash, current):
+            raise PermissionDeniedError("the current password is wrong", code="WRONG_PASSWORD")
+        digest = self._hasher.hash(new)
+        now = self._d.clock.now()
+        session_id, csrf = random_token(160), random_token(160)
+        session = Session(session_hash(session_id), us.tenant_id, us.user.id, csrf, now, now, now + SESSION_MAX_AGE)
+
+        def job(repo: Repo) -> None:
+            if rh.live_user_record(repo, us.tenant_id, us.user.id) is None:
+                raise AuthenticationError("the user no longer exists", code="HUMAN_SESSION_REQUIRED")
+            rh.set_password_hash(repo, us.tenant_id, us.user.id, digest)
+            rh.delete_user_sessions(repo, us.tenant_id, us.user.id)
+            rh.clear_login_failures(repo, email)
+            rh.insert_session(repo, session)
+
+        self._d.store.write(job)
+        return NewSession(session_id, csrf, found.user, session.expires_at)
+
     # -- sessions -------------------------------------------------------------------------
     def login(self, email: str, password: str) -> NewSession:
         """Check the password and open a session; 401 ``INVALID_CREDENTIALS`` or 429."""
@@ -190,6 +280,7 @@ class Users:
         attempt = self._d.ids.new("lgf")
 
         def job(repo: Repo) -> None:
+            rh.lock_login_email(repo, email)  # count-then-insert is atomic across processes
             rh.clear_login_failures(repo, email, older_than=since)
             if rh.count_login_failures(repo, email, since) >= MAX_LOGIN_FAILURES:
                 oldest = rh.oldest_login_failure(repo, email, since) or now
@@ -275,9 +366,8 @@ class Users:
                 f"expected one of the approvers {', '.join(request.approvers)}, got {us.user.email}",
                 code="NOT_AN_APPROVER",
             )
-        return self._approvals.decide_by_user(
-            us.tenant_id, action_id, approver=us.user.email, decision=decision, reason=reason, via="console"
-        )
+        who = Decider(us.user.email, "console", f"console session of user {us.user.id} ({us.user.email})")
+        return self._approvals.decide_by_user(us.tenant_id, action_id, who, decision, reason)
 
     # -- cosignatures -----------------------------------------------------------------------
     def cosign(self, us: UserSession, action_id: str, statement: str | None) -> dict[str, Any]:
@@ -340,6 +430,30 @@ class Users:
         }
         envelope = sign_statement(body, self._d.keyring.active)
         return Sealed(self._d.ids.new("cse"), "cosignature", envelope, sha256_hex(envelope.canonical_bytes()))
+
+
+def _live_user(repo: Repo, tenant_id: str, user_id: str) -> User:
+    found = rh.live_user_record(repo, tenant_id, user_id)
+    if found is None:
+        raise NotFoundError(f"no user {user_id!r}", code="USER_NOT_FOUND")
+    return found.user
+
+
+def _is_admin(user: User) -> bool:
+    return "admin" in user.roles and user.disabled_at is None
+
+
+def _keep_an_admin(repo: Repo, before: User, after: User) -> None:
+    """409 ``LAST_ADMIN`` when ``before`` -> ``after`` leaves the tenant without an enabled
+    admin. The caller holds the tenant lock, so two admins cannot demote each other."""
+    if not _is_admin(before) or _is_admin(after):
+        return
+    others = [u for u in rh.list_users(repo, before.tenant_id) if u.id != before.id and _is_admin(u)]
+    if not others:
+        raise ConflictError(
+            "expected the tenant to keep at least one enabled admin; make another user admin first",
+            code="LAST_ADMIN",
+        )
 
 
 def _expired(session: Session, now: datetime) -> bool:

@@ -22,6 +22,7 @@ from warrantor.domain.model import (
     Approval,
     ApprovalCode,
     ApprovalRequest,
+    ApprovalRequirement,
     Evidence,
     Page,
     Role,
@@ -95,6 +96,7 @@ class Repo:
                 prefix=key.prefix,
                 role=key.role.value,
                 agent_id=key.agent_id,
+                label=key.label,
                 created_at=key.created_at,
             )
         )
@@ -105,17 +107,36 @@ class Repo:
         ).first()
         if row is None:
             return None
-        m = row._mapping
-        key = ApiKey(
-            id=m["id"],
-            tenant_id=m["tenant_id"],
-            role=Role(m["role"]),
-            agent_id=m["agent_id"],
-            prefix=m["prefix"],
-            created_at=_req_utc(m["created_at"]),
-            revoked_at=_utc(m["revoked_at"]),
+        return _api_key(row._mapping), row._mapping["key_hash"]
+
+    def list_api_keys(self, tenant_id: str) -> list[ApiKey]:
+        rows = self.conn.execute(
+            sa.select(s.api_keys)
+            .where(s.api_keys.c.tenant_id == tenant_id)
+            .order_by(s.api_keys.c.created_at, s.api_keys.c.id)
         )
-        return key, m["key_hash"]
+        return [_api_key(r._mapping) for r in rows]
+
+    def get_api_key(self, tenant_id: str, key_id: str) -> ApiKey | None:
+        row = self.conn.execute(
+            sa.select(s.api_keys).where(s.api_keys.c.tenant_id == tenant_id, s.api_keys.c.id == key_id)
+        ).first()
+        return None if row is None else _api_key(row._mapping)
+
+    def revoke_api_key(self, tenant_id: str, key_id: str, now: datetime) -> bool:
+        """Mark a live key revoked; False when it is unknown in this tenant or already revoked."""
+        result = self.conn.execute(
+            sa.update(s.api_keys)
+            .where(s.api_keys.c.tenant_id == tenant_id, s.api_keys.c.id == key_id,
+                   s.api_keys.c.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        return bool(result.rowcount)
+
+    def retire_operator_keys(self, keep_hash: str) -> int:
+        """Delete every operator key except ``keep_hash``; returns how many were retired."""
+        result = self.conn.execute(sa.delete(s.operator_keys).where(s.operator_keys.c.key_hash != keep_hash))
+        return int(result.rowcount or 0)
 
     # -- policies --------------------------------------------------------------------
     def insert_bundle(self, tenant_id: str, bundle_hash: str, bundle: dict[str, Any], now: datetime) -> bool:
@@ -282,6 +303,7 @@ class Repo:
                 tenant_id=req.tenant_id,
                 approvers_json=_dumps(list(req.approvers)),
                 quorum=req.quorum,
+                requirements_json=_dumps([r.to_dict() for r in req.requirements]),
                 expires_at=req.expires_at,
                 created_at=req.created_at,
             )
@@ -300,6 +322,8 @@ class Repo:
         return ApprovalRequest(
             m["action_id"], m["tenant_id"], tuple(json.loads(m["approvers_json"])), m["quorum"],
             _req_utc(m["expires_at"]), _req_utc(m["created_at"]),
+            tuple(ApprovalRequirement.from_dict(r) for r in json.loads(m["requirements_json"]))
+            or (ApprovalRequirement(tuple(json.loads(m["approvers_json"])), m["quorum"], "request"),),
         )
 
     def insert_approval_codes(self, codes: Iterable[ApprovalCode]) -> None:
@@ -345,6 +369,7 @@ class Repo:
             sa.insert(s.approvals).values(
                 id=a.id, tenant_id=a.tenant_id, action_id=a.action_id, approver=a.approver,
                 decision=a.decision, reason=a.reason, via=a.via, decided_at=a.decided_at,
+                channel=a.channel,
             )
         )
 
@@ -357,7 +382,7 @@ class Repo:
         return [
             Approval(
                 m["id"], m["tenant_id"], m["action_id"], m["approver"], m["decision"], m["reason"],
-                m["via"], _req_utc(m["decided_at"]),
+                m["via"], _req_utc(m["decided_at"]), m["channel"],
             )
             for m in (r._mapping for r in rows)
         ]
@@ -509,6 +534,19 @@ def _action(m: RowMapping) -> Action:
         legal_hold=bool(m["legal_hold"]),
         api_key_id=m["api_key_id"],
         parent=json.loads(m["parent_json"]) if m["parent_json"] else None,
+    )
+
+
+def _api_key(m: RowMapping) -> ApiKey:
+    return ApiKey(
+        id=m["id"],
+        tenant_id=m["tenant_id"],
+        role=Role(m["role"]),
+        agent_id=m["agent_id"],
+        prefix=m["prefix"],
+        created_at=_req_utc(m["created_at"]),
+        revoked_at=_utc(m["revoked_at"]),
+        label=m["label"],
     )
 
 

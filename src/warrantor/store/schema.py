@@ -52,6 +52,7 @@ api_keys = sa.Table(
     sa.Column("prefix", sa.String(16), nullable=False),
     sa.Column("role", sa.String(16), nullable=False),
     sa.Column("agent_id", sa.String(200)),
+    sa.Column("label", sa.String(200)),
     sa.Column("created_at", TS, nullable=False),
     sa.Column("revoked_at", TS),
 )
@@ -116,6 +117,7 @@ approval_requests = sa.Table(
     tenant_column(),
     sa.Column("approvers_json", sa.Text, nullable=False),
     sa.Column("quorum", sa.Integer, nullable=False),
+    sa.Column("requirements_json", sa.Text, nullable=False, server_default="[]"),
     sa.Column("expires_at", TS, nullable=False),
     sa.Column("created_at", TS, nullable=False),
 )
@@ -141,7 +143,8 @@ approvals = sa.Table(
     sa.Column("approver", sa.String(320), nullable=False),
     sa.Column("decision", sa.String(16), nullable=False),
     sa.Column("reason", sa.Text),
-    sa.Column("via", sa.String(16), nullable=False),
+    sa.Column("via", sa.String(32), nullable=False),
+    sa.Column("channel", sa.String(400), nullable=False, server_default=""),
     sa.Column("decided_at", TS, nullable=False),
     sa.UniqueConstraint("action_id", "approver"),
 )

@@ -4,13 +4,17 @@ Imported at the end of schema.py so that one metadata holds every table. Queries
 ``repo_humans.py``; the use cases in ``service/users.py``.
 
 - ``users``: e-mail is unique across the deployment (it is the login name, and a login
-  form has no tenant picker); only an argon2id hash of the password is stored.
+  form has no tenant picker); only an argon2id hash of the password is stored. A deleted
+  user stays as a tombstone (``deleted_at`` set, e-mail freed, no roles, no usable
+  password) so that cosignatures and decisions keep naming an existing user id.
 - ``user_sessions``: the session id (160 random bits) lives only in the cookie; the table
   holds its sha256. Sessions expire after an idle period and after an absolute lifetime.
 - ``login_failures``: one row per failed (or in-flight) login per e-mail, counted over a
   sliding window to stop password guessing. Keyed by e-mail rather than tenant, because a
   failed login belongs to no tenant yet.
 - ``cosignatures``: a human's signed attestation on an action, one per user and action.
+- ``approver_directory``: e-mail addresses an admin has declared as approvers of the
+  tenant without a console account (they decide by e-mailed code only).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ users = sa.Table(
     sa.Column("groups_json", sa.Text, nullable=False),
     sa.Column("created_at", TS, nullable=False),
     sa.Column("disabled_at", TS),
+    sa.Column("deleted_at", TS),
     sa.Index(None, "tenant_id", "created_at"),
 )
 
@@ -70,4 +75,14 @@ cosignatures = sa.Table(
     sa.Column("created_at", TS, nullable=False),
     sa.UniqueConstraint("action_id", "user_id"),
     sa.Index(None, "tenant_id", "action_id"),
+)
+
+approver_directory = sa.Table(
+    "approver_directory",
+    metadata,
+    tenant_column(),
+    sa.Column("address", sa.String(254), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.PrimaryKeyConstraint("tenant_id", "address"),
 )

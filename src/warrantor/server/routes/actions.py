@@ -12,6 +12,7 @@ from fastapi import APIRouter, Header, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from warrantor.domain.approvers import parse_approvers
 from warrantor.domain.clock import parse_time
 from warrantor.domain.lifecycle import Status, is_terminal
 from warrantor.domain.model import ActionFilter, Role
@@ -45,7 +46,7 @@ def intent_from(body: ActionIn) -> Intent:
         context=body.context,
         labels=tuple(sorted(set(body.labels))),
         require_approval=body.require_approval,
-        approvers=tuple(body.approvers) if body.approvers is not None else None,
+        approvers=parse_approvers(body.approvers) if body.approvers is not None else None,
     )
 
 
@@ -146,10 +147,13 @@ def notarize_action(action_id: str, body: NotarizeIn, svc: Svc, caller: Caller) 
 
 
 @router.get("/v1/actions/{action_id}/approval")
-def approval_codes(action_id: str, svc: Svc, caller: Caller) -> dict[str, Any]:
-    """The approval request and its codes (tenant admins only)."""
-    tenant_id = require_role(caller, Role.ADMIN)
-    return svc.approvals.codes_for_admin(tenant_id, action_id)
+def approval_status(action_id: str, svc: Svc, caller: Caller) -> dict[str, Any]:
+    """The approval request: approvers, requirements, who was notified and the progress.
+
+    Never a usable code: codes reach people only through their own channel, and an API key
+    is a machine, never an approver."""
+    tenant_id = require_role(caller, Role.ADMIN, Role.AUDITOR)
+    return svc.approvals.status(tenant_id, action_id)
 
 
 @router.get("/v1/actions/{action_id}/chain")

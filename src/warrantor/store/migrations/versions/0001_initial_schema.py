@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 07:25:25.878309
+Create Date: 2026-12-01 22:17:12.415853
 """
 
 from __future__ import annotations
@@ -124,11 +124,20 @@ def upgrade() -> None:
     sa.Column('prefix', sa.String(length=16), nullable=False),
     sa.Column('role', sa.String(length=16), nullable=False),
     sa.Column('agent_id', sa.String(length=200), nullable=True),
+    sa.Column('label', sa.String(length=200), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('revoked_at', sa.DateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_api_keys_tenant_id')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_api_keys')),
     sa.UniqueConstraint('key_hash', name=op.f('uq_api_keys_key_hash'))
+    )
+    op.create_table('approver_directory',
+    sa.Column('tenant_id', sa.String(length=64), nullable=False),
+    sa.Column('address', sa.String(length=254), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_approver_directory_tenant_id')),
+    sa.PrimaryKeyConstraint('tenant_id', 'address', name=op.f('pk_approver_directory'))
     )
     op.create_table('budget_buckets',
     sa.Column('tenant_id', sa.String(length=64), nullable=False),
@@ -310,6 +319,7 @@ def upgrade() -> None:
     sa.Column('groups_json', sa.Text(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('disabled_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('deleted_at', sa.DateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_users_tenant_id')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_users')),
     sa.UniqueConstraint('email', name=op.f('uq_users_email'))
@@ -350,6 +360,7 @@ def upgrade() -> None:
     sa.Column('tenant_id', sa.String(length=64), nullable=False),
     sa.Column('approvers_json', sa.Text(), nullable=False),
     sa.Column('quorum', sa.Integer(), nullable=False),
+    sa.Column('requirements_json', sa.Text(), server_default='[]', nullable=False),
     sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['action_id'], ['actions.id'], name=op.f('fk_approval_requests_action_id')),
@@ -363,7 +374,8 @@ def upgrade() -> None:
     sa.Column('approver', sa.String(length=320), nullable=False),
     sa.Column('decision', sa.String(length=16), nullable=False),
     sa.Column('reason', sa.Text(), nullable=True),
-    sa.Column('via', sa.String(length=16), nullable=False),
+    sa.Column('via', sa.String(length=32), nullable=False),
+    sa.Column('channel', sa.String(length=400), server_default='', nullable=False),
     sa.Column('decided_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['action_id'], ['actions.id'], name=op.f('fk_approvals_action_id')),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_approvals_tenant_id')),
@@ -512,6 +524,7 @@ def downgrade() -> None:
     op.drop_table('budget_ledger')
     op.drop_table('budget_counters')
     op.drop_table('budget_buckets')
+    op.drop_table('approver_directory')
     op.drop_table('api_keys')
     op.drop_table('agent_versions')
     op.drop_table('active_policies')
