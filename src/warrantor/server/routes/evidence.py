@@ -111,9 +111,11 @@ def add_cosignature(body: CosignatureIn, svc: Svc) -> dict[str, Any]:
 @router.get("/v1/trust")
 def trust(svc: Svc) -> dict[str, Any]:
     """Everything an offline verifier needs: log origin and key, signing keys with their
-    signed history, TSA root. ``warnings`` names database rows the key files do not back."""
-    return {**svc.transparency.trust_bundle().to_dict(),
-            "warnings": [f.to_dict() for f in svc.deps.keyring.row_findings()]}
+    signed history, TSA root. ``warnings``, present only when there is one, names database
+    rows the key files do not back (so an honest answer is exactly a trust bundle)."""
+    bundle = svc.transparency.trust_bundle().to_dict()
+    warnings = [f.to_dict() for f in svc.deps.keyring.row_findings()]
+    return {**bundle, "warnings": warnings} if warnings else bundle
 
 
 # -- proof bundles ----------------------------------------------------------------------
