@@ -222,8 +222,8 @@ class KeyRing:
         def job(repo: Repo) -> None:
             for key in keys:
                 repo.upsert_signing_key(key.keyid, key.public_key, key.not_before, key.not_after)
-            for key, envelope in zip(keys, history, strict=True):
-                rt.log_statement(repo, statement_ref(key.keyid), statement_entry(envelope), now)
+            rt.log_statements(repo, [(statement_ref(k.keyid), statement_entry(e))
+                                     for k, e in zip(keys, history, strict=True)], now)
 
         self._store.write(job)
 

@@ -20,24 +20,24 @@ from warrantor.store import schema as s
 from warrantor.store.repo import Repo
 
 
-def logged_index(repo: Repo, ref: str, entry: bytes) -> int | None:
-    """The log index at which ``entry`` was logged under ``ref``, if it was."""
-    t = s.log_entries
-    rows = repo.conn.execute(sa.select(t.c.idx, t.c.entry).where(t.c.evidence_id == ref)).all()
-    return next((int(r[0]) for r in rows if bytes(r[1]) == entry), None)
-
-
-def log_statement(repo: Repo, ref: str, entry: bytes, now: datetime) -> int:
-    """Sequence ``entry`` (a statement's sha256) in the log unless it is there already;
-    returns its index. The ``log_size`` row lock is taken first, so two processes starting
-    together log it once."""
+def log_statements(repo: Repo, statements: list[tuple[str, bytes]], now: datetime) -> list[int]:
+    """Sequence each ``(ref, entry)`` (a key statement's sha256) in the log unless that
+    entry is there under that ref already; returns the indices. The ``log_size`` row lock
+    is taken first, so two processes starting together log each statement once. One scan
+    of ``log_entries`` (they are few, and this runs at start and on rotation)."""
     repo.next_counter("log_size", 0)
-    index = logged_index(repo, ref, entry)
-    if index is not None:
-        return index
-    index = repo.next_counter("log_size", 1)
-    repo.conn.execute(sa.insert(s.log_entries).values(idx=index, entry=entry, evidence_id=ref, created_at=now))
-    return index
+    t = s.log_entries
+    refs = [ref for ref, _ in statements]
+    rows = repo.conn.execute(sa.select(t.c.idx, t.c.entry, t.c.evidence_id).where(t.c.evidence_id.in_(refs))).all()
+    logged = {(r[2], bytes(r[1])): int(r[0]) for r in rows}
+    out = []
+    for ref, entry in statements:
+        index = logged.get((ref, entry))
+        if index is None:
+            index = repo.next_counter("log_size", 1)
+            repo.conn.execute(sa.insert(t).values(idx=index, entry=entry, evidence_id=ref, created_at=now))
+        out.append(index)
+    return out
 
 
 def log_entries_page(repo: Repo, start: int, stop: int) -> list[tuple[int, bytes]]:
