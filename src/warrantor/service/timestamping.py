@@ -9,6 +9,12 @@ Two implementations of ``evidence.tsa.TimestampAuthority``:
 - ``RemoteTSA``: an RFC 3161 client that POSTs ``application/timestamp-query`` to
   ``WARRANTOR_TSA_URL`` (RFC 3161 section 3.4) and checks that the token it gets back covers
   the bytes it asked for, chaining to the configured root (``WARRANTOR_TSA_ROOT_CERT``).
+  A TSA that does not answer (connection refused, timeout, non-200) raises
+  ``TSAUnavailableError``; the integrator then publishes nothing and retries every cycle,
+  so an outage delays checkpoints and receipt tokens but never stops actions, and never
+  yields a checkpoint without a timestamp. The outage and the recovery are logged once each.
+  A token that does not verify is an ``EvidenceError``: a TSA answering wrongly is not an
+  outage.
 
 Not here: what gets timestamped and when (``transparency.Integrator``), and verification
 (``evidence.tsa.verify_timestamp``).
@@ -21,6 +27,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -45,6 +52,14 @@ SERIAL_COUNTER = "tsa_serial"
 _FILES = ("root.pem", "tsa.pem", "tsa.key")
 
 
+class TSAUnavailableError(EvidenceError):
+    """The time-stamp authority did not answer; the caller retries later."""
+
+    code = "TSA_UNAVAILABLE"
+    status = 503
+    title = "Time-stamp authority unavailable"
+
+
 class RemoteTSA:
     """An RFC 3161 client over HTTP. Every token is checked before it is used."""
 
@@ -53,6 +68,7 @@ class RemoteTSA:
         self._url = url
         self.root_cert_pem = root_cert_pem
         self._client = httpx.Client(timeout=timeout, transport=transport)
+        self._down_since: float | None = None
 
     def timestamp(self, data: bytes) -> bytes:
         try:
@@ -62,12 +78,22 @@ class RemoteTSA:
                          "Accept": "application/timestamp-reply"},
             )
         except httpx.HTTPError as exc:
-            raise EvidenceError(f"the TSA at {self._url} did not answer: {exc}") from exc
+            raise self._unavailable(f"the TSA at {self._url} did not answer: {type(exc).__name__}: {exc}") from exc
         if response.status_code != 200:
-            raise EvidenceError(f"expected HTTP 200 from the TSA, got {response.status_code}")
+            raise self._unavailable(f"expected HTTP 200 from the TSA at {self._url}, got {response.status_code}")
         token = token_from_response(response.content)
         verify_timestamp(token, data, self.root_cert_pem)
+        if self._down_since is not None:
+            log.warning("the TSA at %s answers again after %.0f s; timestamping resumes",
+                        self._url, time.monotonic() - self._down_since)
+            self._down_since = None
         return token
+
+    def _unavailable(self, message: str) -> TSAUnavailableError:
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            log.warning("%s; checkpoints and receipt timestamps wait until it answers (actions continue)", message)
+        return TSAUnavailableError(message)
 
     def close(self) -> None:
         self._client.close()

@@ -53,7 +53,7 @@ from warrantor.evidence.merkle import MerkleTree, leaf_hash
 from warrantor.evidence.proofs import ProofBundle, TrustBundle
 from warrantor.evidence.tsa import TimestampAuthority
 from warrantor.service.keyring import KeyRing, load_or_create_key
-from warrantor.service.timestamping import open_tsa
+from warrantor.service.timestamping import TSAUnavailableError, open_tsa
 from warrantor.store import Repo, Store
 from warrantor.store import repo_evidence as rq
 from warrantor.store import repo_trust as rt
@@ -62,6 +62,8 @@ from warrantor.store.locks import SessionLock
 log = logging.getLogger(__name__)
 
 INTEGRATED_COUNTER = "log_integrated"
+RECEIPTS_COUNTER = "receipts_timestamped"  # receipts below this log index have their tokens
+_RECEIPT_BATCH = 500  # TSA requests per cycle at most, so a backlog drains without a long stall
 PG_INTEGRATOR_LOCK = 0x5741_4C47  # "WALG": the one integrator per PostgreSQL database
 _BATCH = 10_000
 
@@ -223,18 +225,18 @@ class Integrator:
         if len(rows) != size - base or any(r.index != base + i for i, r in enumerate(rows)):
             raise LogInconsistentError(f"expected dense log entries [{base}, {size}), got {len(rows)}")
         if latest is not None and size == latest.size:
+            self._drain_receipts(size)
             return None
         self._tree.append([leaf_hash(r.entry) for r in rows[self._tree.size - base:]])
         checkpoint = self._publish(size)
         now = self._clock.now()
         latencies = [max(0.0, (checkpoint.created_at - r.created_at).total_seconds()) for r in rows]
-        if self._timestamp_receipts:
-            self._timestamp_receipts_in(base, size)
         with self.integrated:
             self.integrated.notify_all()
         if self.on_checkpoint is not None:
             self.on_checkpoint(size, latencies)
         log.debug("checkpoint %d signed at %s", size, now)
+        self._drain_receipts(size)
         return checkpoint
 
     def _publish(self, size: int) -> StoredCheckpoint:
@@ -264,18 +266,39 @@ class Integrator:
                     return
             self._publish(0)
 
-    def _timestamp_receipts_in(self, start: int, stop: int) -> None:
+    def _drain_receipts(self, checkpointed: int) -> None:
+        """With ``timestamp_receipts``: give a token to each receipt below ``checkpointed``
+        that has none, from the persisted mark ``receipts_timestamped`` on. A TSA failure
+        keeps the tokens already obtained but leaves the mark, so the next cycle retries the
+        rest: a receipt is never skipped because the TSA was down when its range was
+        checkpointed."""
+        if not self._timestamp_receipts:
+            return
         with self._store.read() as repo:
-            receipts = rq.receipts_in_range(repo, start, stop)
-        tokens = [(evidence_id, self._tsa.timestamp(Envelope.from_dict(envelope).canonical_bytes()))
-                  for evidence_id, envelope in receipts]
+            start = repo.counter(RECEIPTS_COUNTER)
+            stop = min(checkpointed, start + _RECEIPT_BATCH)
+            receipts = rq.receipts_in_range(repo, start, stop) if start < stop else []
+        if start >= stop:
+            return
+        tokens: list[tuple[str, bytes]] = []
+        failure: TSAUnavailableError | None = None
+        for evidence_id, envelope in receipts:
+            try:
+                tokens.append((evidence_id, self._tsa.timestamp(Envelope.from_dict(envelope).canonical_bytes())))
+            except TSAUnavailableError as exc:
+                failure = exc
+                break
 
         def job(repo: Repo) -> None:
             for evidence_id, token in tokens:
                 rq.set_timestamp_token(repo, evidence_id, token)
+            if failure is None:
+                repo.set_counter(RECEIPTS_COUNTER, max(stop, repo.counter(RECEIPTS_COUNTER)))
 
-        if tokens:
+        if tokens or failure is None:
             self._store.write(job)
+        if failure is not None:
+            raise failure
 
     # -- one integrator per deployment -----------------------------------------------
     def _hold_lock(self) -> bool:
@@ -308,8 +331,11 @@ class Integrator:
             next_run += self.interval  # a fixed rate: a slow cycle does not push the next one back
             next_run = max(next_run, time.monotonic())
             try:
-                if self.cycle() is None and not self._lock.is_held:
-                    self._tree.sync()  # a follower keeps its tree current for proofs
+                try:
+                    if self.cycle() is None and not self._lock.is_held:
+                        self._tree.sync()  # a follower keeps its tree current for proofs
+                except TSAUnavailableError:
+                    pass  # logged once per outage by the TSA client; the next cycle retries
                 if time.monotonic() >= next_scrub:
                     next_scrub = time.monotonic() + self.scrub_interval
                     self._tree.scrub()

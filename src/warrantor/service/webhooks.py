@@ -13,8 +13,22 @@ where ``key`` is the base64 part of the endpoint's ``whsec_...`` secret. The bod
 - ``WebhookDispatcher`` claims due rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two
   server processes never claim the same row), POSTs them with httpx, records every
   attempt, and retries non-2xx answers and transport errors with exponential backoff up to
-  ``max_attempts``. Redirects are not followed. A claim is a lease: after a crash mid-send
-  the row is sent again once the lease runs out (at-least-once; ``webhook-id`` dedupes).
+  ``max_attempts`` (by default about a day: 2 s, 8 s, 32 s, ... capped at an hour). Redirects
+  are not followed. A claim is a lease: after a crash mid-send the row is sent again once
+  the lease runs out (at-least-once; ``webhook-id`` dedupes).
+
+Faults stay local to their endpoint:
+
+- Each endpoint's claimed deliveries are sent in order by one worker of a small pool, and
+  an endpoint still busy is not claimed for again, so an endpoint that hangs (every request
+  waits for ``timeout``) holds one worker, never the deliveries of other endpoints or
+  tenants.
+- After a failure the rest of that endpoint's claimed deliveries are not sent in that
+  pass: each is recorded as a failed attempt ("not sent: ...") and waits as long as the
+  failed one, so a dead endpoint costs one timeout per retry, not one per delivery.
+- When an endpoint answers 2xx again after failing, its deliveries waiting for a retry are
+  made due at once: the backlog drains on the next pass instead of each waiting out its
+  backoff.
 
 What it does not do: per-endpoint rate limiting, or address filtering of endpoint URLs
 (only admins register endpoints; only ``http``/``https`` URLs are accepted).
@@ -30,6 +44,7 @@ import logging
 import secrets
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -169,15 +184,20 @@ class WebhookEvents:
 class WebhookDispatcher:
     """Delivers the outbox. ``run_once()`` for one pass; ``start()``/``stop()`` for a thread."""
 
-    def __init__(self, deps: Deps, *, max_attempts: int = 5, base_delay: float = 2.0, factor: float = 4.0,
+    def __init__(self, deps: Deps, *, max_attempts: int = 30, base_delay: float = 2.0, factor: float = 4.0,
                  max_delay: float = 3600.0, timeout: float = 10.0, lease_seconds: float = 60.0,
-                 batch: int = 50, interval: float = 1.0, transport: httpx.BaseTransport | None = None) -> None:
+                 batch: int = 50, interval: float = 1.0, concurrency: int = 8,
+                 transport: httpx.BaseTransport | None = None) -> None:
         self._d = deps
         self.max_attempts, self.base_delay, self.factor, self.max_delay = max_attempts, base_delay, factor, max_delay
         self._lease = timedelta(seconds=lease_seconds)
-        self._batch, self._interval = batch, interval
+        self._batch, self._interval, self._concurrency = batch, interval, concurrency
         self._timeout, self._transport = timeout, transport
         self._client: httpx.Client | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._guard = threading.Lock()
+        self._busy: set[str] = set()  # endpoints with deliveries in flight in this process
+        self._failing: set[str] = set()  # endpoints whose last attempt here failed
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -185,16 +205,47 @@ class WebhookDispatcher:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
         return float(min(self.max_delay, self.base_delay * self.factor ** (attempt - 1)))
 
-    def run_once(self) -> int:
+    def run_once(self, *, wait: bool = True) -> int:
+        """Claim due deliveries and send them, one worker per endpoint. With ``wait`` (the
+        default) return once they are settled; the background thread does not wait, so a
+        hanging endpoint never holds up the next pass."""
         now = self._d.clock.now()
+        with self._guard:
+            busy = set(self._busy)
         claimed = self._d.store.write(
-            lambda repo: rg.claim_deliveries(repo, now, now + self._lease, self._batch)
+            lambda repo: rg.claim_deliveries(repo, now, now + self._lease, self._batch, busy)
         )
+        groups: dict[str, list[tuple[Delivery, Endpoint]]] = {}
         for delivery, endpoint in claimed:
-            self._deliver(delivery, endpoint)
+            groups.setdefault(endpoint.id, []).append((delivery, endpoint))
+        with self._guard:
+            self._busy.update(groups)
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix="warrantor-webhook")
+            futures = [self._pool.submit(self._deliver_group, group) for group in groups.values()]
+        if wait:
+            for future in futures:
+                future.result()
         return len(claimed)
 
-    def _deliver(self, delivery: Delivery, endpoint: Endpoint) -> None:
+    def _deliver_group(self, group: list[tuple[Delivery, Endpoint]]) -> None:
+        """One endpoint's deliveries, in order; after a failure the rest wait with it."""
+        endpoint = group[0][1]
+        try:
+            for i, (delivery, _) in enumerate(group):
+                failed = self._deliver(delivery, endpoint)
+                if failed is not None:
+                    self._defer(group[i + 1:], failed)
+                    return
+        except Exception:  # the claims' leases run out and the rows are claimed again
+            log.exception("webhook deliveries to %s failed to settle", endpoint.id)
+            raise
+        finally:
+            with self._guard:
+                self._busy.discard(endpoint.id)
+
+    def _deliver(self, delivery: Delivery, endpoint: Endpoint) -> tuple[str, datetime, str] | None:
+        """Send one delivery and record the attempt; on failure (status, next attempt, error)."""
         started_at, t0 = self._d.clock.now(), time.monotonic()
         status_code, error = self._send(delivery, endpoint)
         duration_ms = int((time.monotonic() - t0) * 1000)
@@ -208,11 +259,40 @@ class WebhookDispatcher:
             status, next_at = "pending", now + timedelta(seconds=self.backoff(delivery.attempts))
         if not ok and error is None:
             error = f"expected a 2xx answer, got {status_code}"
+        with self._guard:
+            recovered = ok and (delivery.attempts > 1 or endpoint.id in self._failing)
+            if ok:
+                self._failing.discard(endpoint.id)
+            else:
+                self._failing.add(endpoint.id)
 
         def job(repo: Repo) -> None:
             rg.record_attempt(repo, self._d.ids.new("wha"), delivery, status_code, error, started_at, duration_ms)
             rg.finish_delivery(repo, delivery, status=status, status_code=status_code, error=error,
                                next_attempt_at=next_at, now=now)
+            if recovered:
+                woken = rg.wake_endpoint(repo, endpoint.tenant_id, endpoint.id, now)
+                if woken:
+                    log.info("webhook endpoint %s answers again; %d waiting deliveries are due now", endpoint.id, woken)
+
+        self._d.store.write(job)
+        return None if ok else (status, next_at, error or "failed")
+
+    def _defer(self, rest: list[tuple[Delivery, Endpoint]], failed: tuple[str, datetime, str]) -> None:
+        """Settle deliveries not sent because their endpoint just failed: one attempt each,
+        due when the failed one is retried (or failed for good once out of attempts)."""
+        if not rest:
+            return
+        _, next_at, error = failed
+        now = self._d.clock.now()
+        note = f"not sent: the endpoint failed just before ({error})"[:500]
+
+        def job(repo: Repo) -> None:
+            for delivery, _ in rest:
+                status = "failed" if delivery.attempts >= self.max_attempts else "pending"
+                rg.record_attempt(repo, self._d.ids.new("wha"), delivery, None, note, now, 0)
+                rg.finish_delivery(repo, delivery, status=status, status_code=None, error=note,
+                                   next_attempt_at=max(next_at, now) if status == "pending" else now, now=now)
 
         self._d.store.write(job)
 
@@ -227,11 +307,16 @@ class WebhookDispatcher:
             "webhook-timestamp": str(ts),
             "webhook-signature": sign(endpoint.secret, delivery.id, ts, body),
         }
-        if self._client is None:
-            self._client = httpx.Client(timeout=self._timeout, follow_redirects=False, transport=self._transport,
-                                        headers={"user-agent": "warrantor-webhooks"})
+        with self._guard:
+            if self._client is None:
+                self._client = httpx.Client(
+                    timeout=self._timeout, follow_redirects=False, transport=self._transport,
+                    headers={"user-agent": "warrantor-webhooks"},
+                    limits=httpx.Limits(max_connections=self._concurrency * 2),
+                )
+            client = self._client
         try:
-            response = self._client.post(endpoint.url, content=body, headers=headers)
+            response = client.post(endpoint.url, content=body, headers=headers)
         except httpx.HTTPError as exc:
             return None, f"{type(exc).__name__}: {exc}"[:500]
         return response.status_code, None
@@ -245,8 +330,10 @@ class WebhookDispatcher:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            with self._guard:
+                saturated = len(self._busy) >= self._concurrency
             try:
-                busy = self.run_once() >= self._batch
+                busy = not saturated and self.run_once(wait=False) >= self._batch
             except Exception:
                 log.exception("webhook dispatch pass failed")
                 busy = False
@@ -261,5 +348,9 @@ class WebhookDispatcher:
 
     def close(self) -> None:
         self.stop()
+        with self._guard:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         if self._client is not None:
             self._client.close()

@@ -12,6 +12,13 @@ sequencing, budgets) is enforced by constraints and row locks, never in memory.
 
 SQLite runs in WAL mode with ``synchronous=FULL``; the writer uses ``BEGIN IMMEDIATE`` so
 it never has to upgrade a read lock.
+
+A database that fails or cannot be reached is a ``StorageError`` (503
+``STORAGE_UNAVAILABLE`` with ``Retry-After``): a transaction commits whole or not at all,
+so nothing is half-written, and the request can be sent again with its idempotency key
+(if the commit did land before the connection broke, the retry replays it). A
+broken connection is discarded and the next request connects afresh (``pool_pre_ping``), so
+the server recovers by itself when the database returns.
 """
 
 from __future__ import annotations
@@ -110,7 +117,7 @@ class Database:
         except WarrantorError:
             raise
         except SQLAlchemyError as exc:
-            raise StorageError(f"the database failed a read: {type(exc).__name__}") from exc
+            raise unavailable("read", exc) from exc
 
     # -- writes ----------------------------------------------------------------------
     def write(self, fn: Callable[[Connection], T]) -> T:
@@ -221,7 +228,7 @@ class Database:
             conflict.__cause__ = exc
             return conflict
         if isinstance(exc, DBAPIError) or (dbapi is not None and isinstance(exc, dbapi.Error)):
-            err = StorageError(f"the database failed a write: {type(exc).__name__}")
+            err = unavailable("write", exc)
             err.__cause__ = exc
             return err
         return exc
@@ -233,6 +240,12 @@ class Database:
             self._thread = None
         self.writer_engine.dispose()
         self.reader_engine.dispose()
+
+
+def unavailable(what: str, exc: BaseException) -> StorageError:
+    """503 ``STORAGE_UNAVAILABLE``; the client retries (writes with the same idempotency key)."""
+    return StorageError(f"the database failed a {what} ({type(exc).__name__}); retry shortly",
+                        headers={"Retry-After": "1"})
 
 
 def _sqlstate(exc: BaseException) -> str | None:

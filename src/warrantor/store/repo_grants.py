@@ -12,6 +12,7 @@ The records returned here are frozen dataclasses (the grants area has no module 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -280,11 +281,13 @@ def _delivery(m: RowMapping) -> Delivery:
     )
 
 
-def claim_deliveries(repo: Repo, now: datetime, lease_until: datetime, limit: int) -> list[tuple[Delivery, Endpoint]]:
+def claim_deliveries(repo: Repo, now: datetime, lease_until: datetime, limit: int,
+                     skip_endpoints: Collection[str] = ()) -> list[tuple[Delivery, Endpoint]]:
     """Claim due deliveries for one sender: each row is handed to exactly one claimer.
 
     A claim is a lease: a sender that dies mid-delivery leaves a row in ``delivering``
     whose lease runs out, and the row is claimed again (at-least-once after a crash).
+    ``skip_endpoints``: endpoints the sender is still busy with (claimed on a later pass).
     """
     d = g.webhook_deliveries.c
     due = sa.or_(
@@ -292,6 +295,8 @@ def claim_deliveries(repo: Repo, now: datetime, lease_until: datetime, limit: in
         sa.and_(d.status == "delivering", d.claimed_until < now),
     )
     q = sa.select(d.id).where(due).order_by(d.next_attempt_at).limit(limit)
+    if skip_endpoints:
+        q = q.where(d.endpoint_id.not_in(list(skip_endpoints)))
     if repo.dialect == "postgresql":
         q = q.with_for_update(skip_locked=True)
     ids = [r[0] for r in repo.conn.execute(q).all()]
@@ -337,6 +342,16 @@ def finish_delivery(repo: Repo, delivery: Delivery, *, status: str, status_code:
                 next_attempt_at=next_attempt_at, claimed_until=None,
                 delivered_at=now if status == "delivered" else None)
     )
+
+
+def wake_endpoint(repo: Repo, tenant_id: str, endpoint_id: str, now: datetime) -> int:
+    """Make an endpoint's deliveries that wait for a retry due now: it answers again."""
+    d = g.webhook_deliveries.c
+    return int(repo.conn.execute(
+        sa.update(g.webhook_deliveries)
+        .where(d.status == "pending", d.next_attempt_at > now, d.tenant_id == tenant_id, d.endpoint_id == endpoint_id)
+        .values(next_attempt_at=now)
+    ).rowcount)
 
 
 def deliveries_for(repo: Repo, tenant_id: str, endpoint_id: str, limit: int) -> list[tuple[Delivery, list[Attempt]]]:
