@@ -22,7 +22,7 @@ from warrantor.server.metrics import Metrics
 from warrantor.server.middleware import RequestContext
 from warrantor.server.settings import Settings
 from warrantor.service.context import Limits
-from warrantor.service.notify import Mailer, NullMailer, SmtpMailer
+from warrantor.service.notify import DevMailer, Mailer, SmtpMailer
 from warrantor.service.services import Services, build_services
 from warrantor.service.transparency import LogConfig
 from warrantor.store import Store
@@ -67,8 +67,8 @@ def open_services(settings: Settings, *, mailer: Mailer | None = None, **kwargs:
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     store = Store(settings.effective_database_url)
     store.migrate()
-    if mailer is None:
-        mailer = SmtpMailer(settings.smtp_url, settings.smtp_from) if settings.smtp_url else NullMailer()
+    if mailer is None:  # no SMTP server: approval mails go to the log (development only)
+        mailer = SmtpMailer(settings.smtp_url, settings.smtp_from) if settings.smtp_url else DevMailer()
     limits = Limits(
         warrant_ttl_seconds=settings.warrant_ttl_seconds,
         notarize_grace_seconds=settings.notarize_grace_seconds,
@@ -95,6 +95,8 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # Sync routes run in this many threads; long-polls are async and hold none.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
+        if isinstance(svc.deps.mailer, DevMailer):
+            svc.deps.mailer.announce()
         sweeper.start()
         svc.integrator.start()
         svc.webhook_dispatcher.start()
