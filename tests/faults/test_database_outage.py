@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from fault_servers import private_postgres
 
 from support import WIRE, bearer, server_process
@@ -63,6 +64,7 @@ class Traffic:
         self._thread.join(timeout=15)
 
 
+@pytest.mark.postgres  # a private instance from the local PostgreSQL binaries, not the shared server
 def test_database_outage_is_503_then_recovers_without_restart(tmp_path: Path) -> None:
     with private_postgres() as pg, server_process(tmp_path, pg.url) as server:
         keys = json.loads((tmp_path / "demo.json").read_text())
