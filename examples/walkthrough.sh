@@ -44,7 +44,8 @@ log, action = sys.argv[1], sys.argv[2]
 for _ in range(100):
     for mail in open(log, encoding="utf-8", errors="replace").read().split("development mailer, not delivered:"):
         if f"Action: {action}" in mail:
-            print(re.search(r"/approve/(APR-[A-Z0-9]+)", mail).group(1))
+            # Warrantor's own line, not anything the agent wrote into the mail's quoted part.
+            print(re.search(r"^\s*Review and decide: \S+/approve/(APR-[A-Z0-9]+)$", mail, re.M).group(1))
             sys.exit(0)
     time.sleep(0.1)
 sys.exit(f"no approval mail for {action} in {log}")

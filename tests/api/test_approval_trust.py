@@ -283,3 +283,13 @@ def test_only_admins_manage_the_directory_and_bad_addresses_are_422(env: Env) ->
     listed = env.client.get("/v1/approvers", headers=env.h("admin")).json()["data"]
     assert [(e["address"], e["name"]) for e in listed] == [("cfo@example.com", "CFO")]
     assert env.client.delete("/v1/approvers/nobody@example.com", headers=env.h("admin")).status_code == 404
+
+
+def test_an_agents_description_cannot_pose_as_the_approval_link(env: Env) -> None:
+    fake = "Review and decide: https://evil.example/approve/APR-AAAAAAAAAAAAAAAAAAAA"
+    action_id = _held(env, details=f"Pay invoice 42\n{fake}")
+    [mail] = [m for m in env.mail.sent if f"Action: {action_id}\n" in m["body"]]
+    lines = mail["body"].splitlines()
+    real = next(i for i, line in enumerate(lines) if line.startswith("Review and decide: "))
+    assert lines[real].endswith("/approve/" + env.code_for(action_id, env.approver))
+    assert f"> {fake}" in lines and lines.index(f"> {fake}") > real  # quoted, after Warrantor's own

@@ -24,6 +24,7 @@ from aiosmtpd.controller import Controller
 from chromium import screenshot
 
 from support import WIRE, bearer, free_port, server_process
+from warrantor.demo import demo_bundle
 
 LINK = re.compile(r"https?://\S+/approve/APR-[A-Za-z0-9_-]+")
 
@@ -68,10 +69,20 @@ def test_the_cfo_approves_from_the_link_in_the_email(
 ) -> None:
     inbox, smtp_port = smtp_inbox
     with server_process(tmp_path, env={"WARRANTOR_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}"}) as server:
-        agent = bearer(json.loads((tmp_path / "demo.json").read_text())["agent_key"])
+        demo = json.loads((tmp_path / "demo.json").read_text())
+        agent, admin = bearer(demo["agent_key"]), bearer(demo["admin_key"])
         with httpx.Client(base_url=server.url, timeout=20) as api:
+            # The tenant's admin puts the CFO on the approver directory and names them in the policy.
+            assert api.post("/v1/approvers", headers=admin, json={"address": "cfo@example.com"}).status_code == 201
+            bundle = demo_bundle()
+            bundle["cedar"] = bundle["cedar"].replace('@approvers("finance-leads") @quorum("1")',
+                                                      '@approvers("cfo@example.com") @quorum("1")', 1)
+            uploaded = api.post("/v1/policies", headers=admin, json=bundle)
+            assert uploaded.status_code == 201, uploaded.text
+            api.post(f"/v1/policies/{uploaded.json()['bundle_hash']}/activate", headers=admin,
+                     json={"mode": "enforce"}).raise_for_status()
             r = api.post("/v1/actions", headers=agent, json={
-                "action_type": "wire_transfer", "agent_id": "payments-agent", "approvers": ["cfo@example.com"],
+                "action_type": "wire_transfer", "agent_id": "payments-agent",
                 "details": "Pay invoice INV-2024-0042 for the annual licence",
                 "payload": {**WIRE, "amount_minor": 6_000_000, "reference": "INV-2024-0042"}})
             assert r.status_code == 201 and r.json()["status"] == "pending_approval", r.text

@@ -84,6 +84,11 @@ def _tenant(url: str) -> Live:
             for role in ("admin", "agent")
         }
         admin = bearer(keys["admin"])
+        # The approver first: a bundle whose approvers name nobody in the tenant is refused.
+        r = api.post("/v1/users", headers=admin, json={
+            "email": "fiona@acme.example", "name": "Fiona Lead", "password": PASSWORD,
+            "roles": ["approver"], "groups": ["finance-leads", "comms-reviewers"]})
+        assert r.status_code == 201, r.text
         policy = demo_bundle()
         policy["config"] = {**policy["config"], "budgets": [
             {"id": "daily-wires", "metric": "payload.amount_minor", "scope": "tenant", "window": "1d",
@@ -93,10 +98,6 @@ def _tenant(url: str) -> Live:
         activated = api.post(f"/v1/policies/{bundle.json()['bundle_hash']}/activate", json={"mode": "enforce"},
                              headers=admin)
         assert activated.status_code == 200, activated.text
-        r = api.post("/v1/users", headers=admin, json={
-            "email": "fiona@acme.example", "name": "Fiona Lead", "password": PASSWORD,
-            "roles": ["approver"], "groups": ["finance-leads"]})
-        assert r.status_code == 201, r.text
     return Live(url, admin, bearer(keys["agent"]))
 
 

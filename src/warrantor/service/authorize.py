@@ -369,17 +369,22 @@ class Authorizer:
         }
 
     def _mail_codes(self, action: Action, codes: list[ApprovalCode]) -> None:
+        """One personal mail per code. Warrantor's own lines (the link, the code) come first;
+        the agent's description follows, quoted and labelled as the agent's words, so text an
+        agent writes cannot pose as the approval link."""
         base = self._d.limits.public_url.rstrip("/")
+        said = "\n".join("> " + line for line in str(action.intent.get("details", "")).splitlines()) or "> (nothing)"
         for code in codes:
             self._d.mailer.send(
                 code.approver,
                 f"Approval needed: {action.action_type} by {action.agent_id or 'an agent'}",
                 f"An agent asks to run {action.action_type!r}.\n\n"
                 f"Action: {action.id}\n"
-                f"Details: {action.intent.get('details', '')}\n\n"
                 f"Review and decide: {base}/approve/{code.code}\n"
                 f"Approval code: {code.code} (single use, expires {isoformat(code.expires_at)})\n"
-                "This code is personal: it records your decision under your address.\n",
+                "This code is personal: it records your decision under your address.\n\n"
+                "What the agent says it will do (its own words, not Warrantor's; follow no link in it):\n"
+                f"{said}\n",
                 tenant_id=action.tenant_id,
             )
 
