@@ -25,6 +25,8 @@ class TenantIn(Strict):
 class ApiKeyIn(Strict):
     role: Literal["agent", "app", "admin", "auditor"]
     agent_id: str | None = Field(default=None, max_length=200, pattern=_ID)
+    label: str | None = Field(default=None, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$",
+                              description="a name for people: what the key is for")
 
 
 class Usage(Strict):

@@ -35,7 +35,7 @@ from warrantor.service.intent import Intent
 from warrantor.service.policies import Policies
 from warrantor.service.ratelimit import RateLimitGuard
 from warrantor.service.simulate import Simulator
-from warrantor.service.tenancy import require_role
+from warrantor.service.tenancy import require_role, sees_agent
 from warrantor.store import Repo
 from warrantor.store import repo_guard as rg
 
@@ -83,7 +83,8 @@ class Runs:
             "started_at": isoformat(run.started_at), "metadata": run.metadata,
             "consumption": {"tokens": run.tokens, "cost_minor": run.cost_minor, "actions": len(actions)},
             "halt": run.halt, "halted_at": isoformat(run.halted_at) if run.halted_at else None,
-            "actions": [{**a, "created_at": isoformat(a["created_at"])} for a in actions],
+            "actions": [{**a, "created_at": isoformat(a["created_at"])} for a in actions
+                        if sees_agent(principal, a["agent_id"])],  # a shared run: an agent key sees its own
         }
 
 

@@ -2,17 +2,29 @@
 
 API keys are ``wrt_`` + 160 random bits. Only their sha256 is stored (a key of that
 entropy needs no slow hash); lookup is by hash and the final comparison is constant-time.
-The operator key (``WARRANTOR_OPERATOR_KEY``, or generated on first start) may create
-tenants and their keys and nothing else.
+The operator key (``WARRANTOR_OPERATOR_KEY``, or generated on first start) may create,
+list and revoke tenants' keys and nothing else.
+
+Lifecycle rules:
+
+- Every request looks its key up in the database; nothing caches a principal, so a
+  revoked key is refused by the very next request, in every server process.
+- Listing keys shows ``key_id``, role, agent binding, label, the first characters of the
+  key (``prefix``), creation and revocation times; never the key or its hash.
+- A tenant admin lists and revokes its own tenant's keys only: another tenant's key id is
+  404, exactly like an unknown one. The operator may do both for any tenant.
+- Setting ``WARRANTOR_OPERATOR_KEY`` to a new value retires every other operator key at
+  the next start. Without the variable, the stored (generated) key stays.
+- An agent key bound to agent X sees only X's actions, their evidence and chains
+  (``sees_agent``); unbound keys see the whole tenant.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
-import threading
-import time
 
 from warrantor.domain.clock import random_token
 from warrantor.domain.model import ApiKey, Principal, Role, Tenant
@@ -20,8 +32,9 @@ from warrantor.errors import AuthenticationError, NotFoundError, PermissionDenie
 from warrantor.service.context import Deps
 from warrantor.store import Repo
 
+log = logging.getLogger(__name__)
+
 KEY_PREFIX = "wrt_"
-_CACHE_SECONDS = 5.0  # a revoked key stops working within this many seconds
 
 
 def hash_key(key: str) -> str:
@@ -35,8 +48,6 @@ def new_api_key() -> str:
 class Tenancy:
     def __init__(self, deps: Deps) -> None:
         self._d = deps
-        self._cache: dict[str, tuple[float, Principal]] = {}
-        self._lock = threading.Lock()
 
     # -- operator ---------------------------------------------------------------------
     def bootstrap_operator(self, configured_key: str | None) -> str | None:
@@ -47,11 +58,13 @@ class Tenancy:
                 raise ValidationError("expected WARRANTOR_OPERATOR_KEY to look like wrt_<at least 22 chars>")
             digest = hash_key(configured_key)
 
-            def register(repo: Repo) -> None:
+            def register(repo: Repo) -> int:
                 if not repo.operator_key_exists(digest):
                     repo.insert_operator_key(digest, now)
+                return repo.retire_operator_keys(keep_hash=digest)
 
-            self._d.store.write(register)
+            if retired := self._d.store.write(register):
+                log.warning("WARRANTOR_OPERATOR_KEY changed: %d previous operator key(s) retired", retired)
             return None
         with self._d.store.read() as repo:
             if repo.count_operator_keys():
@@ -65,7 +78,9 @@ class Tenancy:
         self._d.store.write(lambda repo: repo.insert_tenant(tenant))
         return tenant
 
-    def create_api_key(self, tenant_id: str, role: str, agent_id: str | None) -> tuple[ApiKey, str]:
+    def create_api_key(
+        self, tenant_id: str, role: str, agent_id: str | None, label: str | None = None,
+    ) -> tuple[ApiKey, str]:
         try:
             parsed_role = Role(role)
         except ValueError:
@@ -83,6 +98,7 @@ class Tenancy:
             agent_id=agent_id,
             prefix=secret[:10],
             created_at=self._d.clock.now(),
+            label=label,
         )
 
         def job(repo: Repo) -> None:
@@ -93,21 +109,33 @@ class Tenancy:
         self._d.store.write(job)
         return key, secret
 
+    def list_api_keys(self, tenant_id: str) -> list[ApiKey]:
+        """A tenant's keys, revoked ones included (404 ``TENANT_NOT_FOUND`` for no tenant)."""
+        with self._d.store.read() as repo:
+            if repo.get_tenant(tenant_id) is None:
+                raise NotFoundError(f"tenant {tenant_id!r} does not exist", code="TENANT_NOT_FOUND")
+            return repo.list_api_keys(tenant_id)
+
+    def revoke_api_key(self, tenant_id: str, key_id: str) -> ApiKey:
+        """Revoke at once (idempotent); 404 ``API_KEY_NOT_FOUND`` outside ``tenant_id``."""
+        now = self._d.clock.now()
+
+        def job(repo: Repo) -> ApiKey | None:
+            repo.revoke_api_key(tenant_id, key_id, now)
+            return repo.get_api_key(tenant_id, key_id)
+
+        key = self._d.store.write(job)
+        if key is None:
+            raise NotFoundError(f"no API key {key_id!r} in this tenant", code="API_KEY_NOT_FOUND")
+        log.info("API key %s of tenant %s revoked", key_id, tenant_id)
+        return key
+
     # -- authentication ---------------------------------------------------------------
     def authenticate(self, token: str | None) -> Principal:
+        """The principal of a bearer token, read from the database on every call."""
         if not token:
             raise AuthenticationError("expected an Authorization: Bearer <api key> header")
-        digest = hash_key(token)
-        with self._lock:
-            hit = self._cache.get(digest)
-        if hit is not None and hit[0] > time.monotonic():
-            return hit[1]
-        principal = self._lookup(token, digest)
-        with self._lock:
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[digest] = (time.monotonic() + _CACHE_SECONDS, principal)
-        return principal
+        return self._lookup(token, hash_key(token))
 
     def _lookup(self, token: str, digest: str) -> Principal:
         with self._d.store.read() as repo:
@@ -134,6 +162,12 @@ def require_role(principal: Principal, *roles: Role) -> str:
             f"expected a key with role {allowed}, got {principal.role.value}", code="FORBIDDEN_ROLE"
         )
     return principal.tenant_id
+
+
+def sees_agent(principal: Principal, agent_id: str | None) -> bool:
+    """Whether ``principal`` may see what agent ``agent_id`` did: a key bound to an agent
+    sees that agent only (nothing without an agent); every other principal sees all."""
+    return principal.agent_id is None or principal.agent_id == agent_id
 
 
 def require_operator(principal: Principal) -> None:

@@ -179,10 +179,11 @@ def halt_run(repo: Repo, tenant_id: str, run_id: str, halt: dict[str, Any], now:
 def run_actions(repo: Repo, tenant_id: str, run_id: str, limit: int = 500) -> list[dict[str, Any]]:
     a = core.actions.c
     rows = repo.conn.execute(
-        sa.select(a.id, a.status, a.action_type, a.created_at)
+        sa.select(a.id, a.status, a.action_type, a.created_at, a.agent_id)
         .where(a.tenant_id == tenant_id, a.run_id == run_id).order_by(a.created_at, a.id).limit(limit)
     ).all()
-    return [{"action_id": r[0], "status": r[1], "action_type": r[2], "created_at": _utc(r[3])} for r in rows]
+    return [{"action_id": r[0], "status": r[1], "action_type": r[2], "created_at": _utc(r[3]), "agent_id": r[4]}
+            for r in rows]
 
 
 # -- budgets -------------------------------------------------------------------------

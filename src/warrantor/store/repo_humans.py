@@ -8,6 +8,7 @@ are frozen dataclasses, built from rows; the password hash never leaves ``UserRe
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +22,7 @@ from warrantor.domain.clock import isoformat
 from warrantor.store.codec import utc as _utc
 from warrantor.store.codec import utc_required as _req_utc
 from warrantor.store.repo import Repo
-from warrantor.store.schema import actions
+from warrantor.store.schema import actions, tenants
 from warrantor.store.schema_humans import cosignatures, login_failures, user_sessions, users
 
 
@@ -35,6 +36,7 @@ class User:
     groups: tuple[str, ...]
     created_at: datetime
     disabled_at: datetime | None = None
+    deleted_at: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -103,8 +105,57 @@ def email_taken(repo: Repo, email: str) -> bool:
 
 def user_by_email(repo: Repo, email: str) -> UserRecord | None:
     """The login lookup: e-mail is unique across tenants, so this names one tenant."""
-    row = repo.conn.execute(sa.select(users).where(users.c.email == email)).first()
+    row = repo.conn.execute(
+        sa.select(users).where(users.c.email == email, users.c.deleted_at.is_(None))
+    ).first()
     return None if row is None else UserRecord(_user(row._mapping), row._mapping["password_hash"])
+
+
+def live_user_record(repo: Repo, tenant_id: str, user_id: str) -> UserRecord | None:
+    """A user of this tenant that is not deleted, with its password hash."""
+    row = repo.conn.execute(
+        sa.select(users).where(users.c.tenant_id == tenant_id, users.c.id == user_id, users.c.deleted_at.is_(None))
+    ).first()
+    return None if row is None else UserRecord(_user(row._mapping), row._mapping["password_hash"])
+
+
+def update_user(
+    repo: Repo, tenant_id: str, user_id: str, *, roles: tuple[str, ...], groups: tuple[str, ...],
+    disabled_at: datetime | None,
+) -> None:
+    repo.conn.execute(
+        sa.update(users)
+        .where(users.c.tenant_id == tenant_id, users.c.id == user_id)
+        .values(roles_json=json.dumps(list(roles)), groups_json=json.dumps(list(groups)), disabled_at=disabled_at)
+    )
+
+
+def set_password_hash(repo: Repo, tenant_id: str, user_id: str, password_hash: str) -> None:
+    repo.conn.execute(
+        sa.update(users).where(users.c.tenant_id == tenant_id, users.c.id == user_id)
+        .values(password_hash=password_hash)
+    )
+
+
+_NO_PASSWORD = "!"  # noqa: S105 - not an argon2 hash: verifying any password against it fails
+
+
+def tombstone_user(repo: Repo, tenant_id: str, user_id: str, now: datetime) -> None:
+    """Delete a user but keep its id: e-mail freed (``deleted:<id>`` can never be a login
+    name), no roles or groups, a password hash that matches nothing, disabled."""
+    repo.conn.execute(
+        sa.update(users).where(users.c.tenant_id == tenant_id, users.c.id == user_id).values(
+            email=f"deleted:{user_id}", password_hash=_NO_PASSWORD, roles_json="[]", groups_json="[]",
+            disabled_at=now, deleted_at=now,
+        )
+    )
+
+
+def lock_tenant(repo: Repo, tenant_id: str) -> None:
+    """Serialize changes to one tenant's users across processes (a row lock on PostgreSQL;
+    SQLite's single writer already serializes)."""
+    if repo.dialect == "postgresql":
+        repo.conn.execute(sa.select(tenants.c.id).where(tenants.c.id == tenant_id).with_for_update())
 
 
 def get_user(repo: Repo, tenant_id: str, user_id: str) -> User | None:
@@ -115,8 +166,10 @@ def get_user(repo: Repo, tenant_id: str, user_id: str) -> User | None:
 
 
 def list_users(repo: Repo, tenant_id: str) -> list[User]:
+    """The tenant's users, deleted ones left out."""
     rows = repo.conn.execute(
-        sa.select(users).where(users.c.tenant_id == tenant_id).order_by(users.c.created_at, users.c.id)
+        sa.select(users).where(users.c.tenant_id == tenant_id, users.c.deleted_at.is_(None))
+        .order_by(users.c.created_at, users.c.id)
     )
     return [_user(r._mapping) for r in rows]
 
@@ -131,6 +184,7 @@ def _user(m: RowMapping) -> User:
         groups=tuple(json.loads(m["groups_json"])),
         created_at=_req_utc(m["created_at"]),
         disabled_at=_utc(m["disabled_at"]),
+        deleted_at=_utc(m["deleted_at"]),
     )
 
 
@@ -176,6 +230,14 @@ def delete_session(repo: Repo, id_hash: str) -> bool:
     return bool(result.rowcount)
 
 
+def delete_user_sessions(repo: Repo, tenant_id: str, user_id: str) -> int:
+    """End every session of one user (disabled, deleted, or a new password)."""
+    result = repo.conn.execute(
+        sa.delete(user_sessions).where(user_sessions.c.tenant_id == tenant_id, user_sessions.c.user_id == user_id)
+    )
+    return int(result.rowcount or 0)
+
+
 def delete_stale_sessions(repo: Repo, idle_before: datetime, now: datetime) -> int:
     result = repo.conn.execute(
         sa.delete(user_sessions).where(
@@ -186,6 +248,25 @@ def delete_stale_sessions(repo: Repo, idle_before: datetime, now: datetime) -> i
 
 
 # -- failed logins ----------------------------------------------------------------------
+_LOGIN_LOCK_SPACE = 0x4C47_4E00  # "LGN": the high half of the per-e-mail advisory lock key
+
+
+def lock_login_email(repo: Repo, email: str) -> None:
+    """Serialize count-then-insert of failed logins for one e-mail across processes.
+
+    PostgreSQL: a transaction-scoped advisory lock keyed by (namespace, 32 bits of the
+    e-mail's sha256), released at commit; two e-mails sharing a key only wait for each
+    other. SQLite: the writer's ``BEGIN IMMEDIATE`` already holds the database's write lock.
+    """
+    if repo.dialect != "postgresql":
+        return
+    low = int.from_bytes(hashlib.sha256(email.encode()).digest()[:4], "big", signed=True)
+    repo.conn.execute(
+        sa.text("SELECT pg_advisory_xact_lock(CAST(:hi AS integer), CAST(:lo AS integer))"),
+        {"hi": _LOGIN_LOCK_SPACE, "lo": low},
+    )
+
+
 def count_login_failures(repo: Repo, email: str, since: datetime) -> int:
     q = sa.select(sa.func.count()).select_from(login_failures).where(
         login_failures.c.email == email, login_failures.c.failed_at > since

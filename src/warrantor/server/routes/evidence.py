@@ -121,6 +121,7 @@ def trust(svc: Svc) -> dict[str, Any]:
 # -- proof bundles ----------------------------------------------------------------------
 async def _bundle(svc: Svc, caller: Caller, evidence_id: str, kind: str, fmt: str) -> Response:
     tenant_id = require_role(caller, *READERS)
+    await run_in_threadpool(svc.actions.require_evidence, caller, evidence_id, kind)  # agent keys: own only
     bundle: ProofBundle = await run_in_threadpool(svc.transparency.bundle, tenant_id, evidence_id, kind)
     if fmt == "tlog-proof":
         return Response(bundle.to_tlog_proof_text(), media_type=NOTE_MEDIA_TYPE)

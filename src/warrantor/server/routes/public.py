@@ -13,6 +13,7 @@ from warrantor.domain.model import Role
 from warrantor.errors import NotFoundError
 from warrantor.server.deps import Caller, Svc
 from warrantor.server.problems import problem_response, request_id_of
+from warrantor.service.actions import sees_evidence
 from warrantor.service.tenancy import require_role
 
 router = APIRouter()
@@ -44,7 +45,8 @@ def get_receipt(receipt_id: str, svc: Svc, caller: Caller) -> dict[str, Any]:
     tenant_id = require_role(caller, Role.AGENT, Role.APP, Role.ADMIN, Role.AUDITOR)
     with svc.store.read() as repo:
         ev = repo.get_evidence(tenant_id, receipt_id)
-    if ev is None or ev.kind != "receipt":
+        visible = ev is not None and sees_evidence(repo, caller, ev)  # agent keys: own actions only
+    if ev is None or ev.kind != "receipt" or not visible:
         raise NotFoundError(f"no receipt {receipt_id!r}", code="NOT_FOUND")
     return {
         "receipt_id": ev.id,

@@ -1,6 +1,10 @@
 """Users, sessions and human decisions: the JSON API behind the console.
 
 - ``POST /v1/users`` / ``GET /v1/users``: a tenant-admin API key or a logged-in admin.
+- ``PATCH /v1/users/{id}`` (roles, groups, ``disabled``), ``DELETE /v1/users/{id}`` and
+  ``POST /v1/users/{id}/password`` (an admin's reset): the same admins, own tenant only.
+- ``POST /v1/me/password``: the logged-in user changes their own password (current
+  password and CSRF header required); the response carries a new session cookie.
 - ``POST /v1/sessions`` logs in (sets the ``warrantor_session`` cookie and returns the
   CSRF token); ``GET /v1/sessions/current`` says who is logged in; ``DELETE
   /v1/sessions/current`` logs out.
@@ -16,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Body, Request
-from pydantic import Field
+from pydantic import Field, model_validator
 from starlette.responses import Response
 
 from warrantor.domain.clock import isoformat
@@ -42,6 +46,27 @@ class UserIn(Strict):
     password: str = Field(min_length=1, max_length=1024)
     roles: list[Literal["approver", "admin", "auditor"]] = Field(min_length=1, max_length=3)
     groups: list[str] = Field(default_factory=list, max_length=50)
+
+
+class UserPatchIn(Strict):
+    disabled: bool | None = None
+    roles: list[Literal["approver", "admin", "auditor"]] | None = Field(default=None, min_length=1, max_length=3)
+    groups: list[str] | None = Field(default=None, max_length=50)
+
+    @model_validator(mode="after")
+    def _something(self) -> UserPatchIn:
+        if self.disabled is None and self.roles is None and self.groups is None:
+            raise ValueError("expected at least one of disabled, roles, groups")
+        return self
+
+
+class PasswordResetIn(Strict):
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class PasswordChangeIn(Strict):
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=1, max_length=1024)
 
 
 class SessionIn(Strict):
@@ -70,6 +95,41 @@ def create_user(body: UserIn, svc: Svc, tenant_id: AdminTenant) -> dict[str, Any
 @router.get("/v1/users")
 def list_users(svc: Svc, tenant_id: AdminTenant) -> dict[str, Any]:
     return {"data": [u.to_dict() for u in svc.users.list(tenant_id)]}
+
+
+@router.patch("/v1/users/{user_id}")
+def update_user(user_id: str, body: UserPatchIn, svc: Svc, tenant_id: AdminTenant) -> dict[str, Any]:
+    """Change roles, groups or ``disabled``; disabling ends the user's sessions at once.
+    404 ``USER_NOT_FOUND`` (also for other tenants' users); 409 ``LAST_ADMIN``."""
+    user = svc.users.update(
+        tenant_id, user_id, disabled=body.disabled,
+        roles=list(body.roles) if body.roles is not None else None, groups=body.groups,
+    )
+    return user.to_dict()
+
+
+@router.delete("/v1/users/{user_id}", status_code=204)
+def delete_user(user_id: str, svc: Svc, tenant_id: AdminTenant) -> Response:
+    """Delete a user: its sessions end and it can no longer log in; 409 ``LAST_ADMIN``."""
+    svc.users.delete(tenant_id, user_id)
+    return Response(status_code=204)
+
+
+@router.post("/v1/users/{user_id}/password")
+def reset_password(user_id: str, body: PasswordResetIn, svc: Svc, tenant_id: AdminTenant) -> dict[str, Any]:
+    """An admin sets a user's password; every session of that user ends."""
+    return svc.users.reset_password(tenant_id, user_id, body.password).to_dict()
+
+
+@router.post("/v1/me/password")
+def change_own_password(body: PasswordChangeIn, request: Request, svc: Svc, us: HumanWrite) -> Response:
+    """Change your own password (current one required: 403 ``WRONG_PASSWORD``). Every
+    session of yours ends; this response sets a new session cookie and CSRF token."""
+    new = svc.users.change_password(us, body.current_password, body.new_password)
+    payload = {"user": new.user.to_dict(), "csrf_token": new.csrf_token, "expires_at": isoformat(new.expires_at)}
+    response = Response(orjson.dumps(payload), media_type="application/json")
+    set_session_cookie(request, response, new)
+    return response
 
 
 @router.post("/v1/sessions", status_code=201)
