@@ -5,14 +5,19 @@ DESIGN.md section 3. :func:`parse_bundle` is the only way untrusted bundle text 
 (``POLICY_INVALID``, 422), each as ``{"message", "line"?, "column"?, "policy_id"?}``:
 
 1. limits, checked in Python before the native parser runs: size, bracket nesting (deep
-   nesting crashes cedarpy's parser with SIGSEGV) and the number of policies;
+   nesting crashes cedarpy's parser with SIGSEGV), a bound on the depth of each policy's
+   expression tree (``MAX_EXPRESSION``, also without brackets: see
+   :mod:`warrantor.policy._scan`), the length of ``has`` paths and the number of policies;
+   a problem from these limits carries ``"code": "POLICY_TOO_COMPLEX"``;
 2. Cedar syntax, statement by statement, located by bisection over tokens (cedarpy's parse
    errors carry no position: the first token prefix that fails with the same error as the
    whole statement ends at the offending token; other errors point at the statement);
 3. the schema, then the policies validated against it (``cedarpy.validate_policies``);
-4. annotation lint: unique non-empty ``@id``, ``@effect`` in deny | require_approval |
-   confirm | allow (``allow`` only on a ``permit``, the others only on a ``forbid``;
-   absent means ``allow`` on a permit and ``deny`` on a forbid), ``@reason`` present,
+4. annotation lint (read from Cedar's JSON form of each policy's head, annotations, effect
+   and scope, never of its conditions, whose JSON form is as deep as the condition): unique
+   non-empty ``@id``, ``@effect`` in deny | require_approval | confirm | allow (``allow``
+   only on a ``permit``, the others only on a ``forbid``; absent means ``allow`` on a
+   permit and ``deny`` on a forbid), ``@reason`` present,
    ``@quorum`` and ``@approval_ttl`` positive integers, no templates;
 5. the config (:mod:`warrantor.policy.config`).
 
@@ -33,14 +38,24 @@ import cedarpy
 from warrantor.domain.approvers import parse_approver
 from warrantor.errors import ValidationError
 from warrantor.evidence.canonical import digest
-from warrantor.policy._scan import ScanError, Statement, json_depth, line_col, scan
-from warrantor.policy.config import BundleConfig, ConfigError, load_yaml_config
+from warrantor.policy._scan import (
+    TOO_COMPLEX,
+    ScanError,
+    Statement,
+    json_depth,
+    line_col,
+    policy_head,
+    scan,
+)
+from warrantor.policy.config import BundleConfig, ConfigError, ConfigLimitError, load_yaml_config
 
 MAX_CEDAR_CHARS = 256 * 1024
 MAX_SCHEMA_CHARS = 256 * 1024
 MAX_NESTING = 32
 MAX_SCHEMA_JSON_DEPTH = 96  # a JSON schema spends about three levels per record level
 MAX_POLICIES = 1000
+MAX_EXPRESSION = 1000  # tree-depth bound per policy, see warrantor.policy._scan
+MAX_HAS_PATH = 32  # attributes in one ``has a.b.c`` path (Cedar expands it quadratically)
 
 EFFECTS = ("deny", "require_approval", "confirm", "allow")
 _EOF_ERROR = "unexpected end of input"
@@ -143,6 +158,8 @@ def _parse_config(
             raw = dict(raw)
             digest(raw)  # the config must be JSON that canonicalizes (no dates, NaN, ...)
         return BundleConfig.from_dict(raw), raw
+    except ConfigLimitError as exc:
+        problems.append(exc.problem)
     except ConfigError as exc:
         problems.extend(
             {"message": p if p.startswith("config") else f"config: {p}"} for p in exc.problems
@@ -160,19 +177,26 @@ def _check_cedar_text(cedar: Any, problems: list[dict[str, Any]]) -> bool:
         )
         return False
     if len(cedar) > MAX_CEDAR_CHARS:
-        problems.append(
-            {"message": f"cedar: expected at most {MAX_CEDAR_CHARS} characters, got {len(cedar)}"}
-        )
+        problems.append({
+            "message": f"cedar: expected at most {MAX_CEDAR_CHARS} characters, got {len(cedar)}",
+            "code": TOO_COMPLEX,
+        })
         return False
     try:
-        statements = scan(cedar, max_depth=MAX_NESTING)
+        statements = scan(
+            cedar, max_depth=MAX_NESTING, max_expr=MAX_EXPRESSION, max_has_path=MAX_HAS_PATH
+        )
     except ScanError as exc:
-        problems.append(_located(cedar, exc.offset, f"cedar: {exc.message}"))
+        problem = _located(cedar, exc.offset, f"cedar: {exc.message}")
+        if exc.code:
+            problem["code"] = exc.code
+        problems.append(problem)
         return False
     if len(statements) > MAX_POLICIES:
-        problems.append(
-            {"message": f"cedar: expected at most {MAX_POLICIES} policies, got {len(statements)}"}
-        )
+        problems.append({
+            "message": f"cedar: expected at most {MAX_POLICIES} policies, got {len(statements)}",
+            "code": TOO_COMPLEX,
+        })
         return False
     before = len(problems)
     for stmt in statements:
@@ -243,7 +267,8 @@ def _parse_schema(schema: Any, problems: list[dict[str, Any]]) -> cedarpy.Schema
         try:
             scan(schema, max_depth=MAX_NESTING, angle=True)
         except ScanError as exc:
-            problems.append(_located(schema, exc.offset, f"schema: {exc.message}"))
+            problems.append({**_located(schema, exc.offset, f"schema: {exc.message}"),
+                             **({"code": exc.code} if exc.code else {})})
             return None
         if schema.lstrip().startswith("{"):
             return cedarpy.Schema.from_json_str(schema)
@@ -253,13 +278,20 @@ def _parse_schema(schema: Any, problems: list[dict[str, Any]]) -> cedarpy.Schema
     return None
 
 
-def _policy_lines(cedar: str) -> list[int]:
-    return [line_col(cedar, s.start)[0] for s in scan(cedar, max_depth=MAX_NESTING)]
+def _heads(cedar: str) -> tuple[str, list[int]]:
+    """Every policy cut after its scope (annotations, effect, scope: all the lint reads),
+    so Cedar's JSON form stays shallow; and the line each policy starts on."""
+    heads, lines = [], []
+    for stmt in scan(cedar, max_depth=MAX_NESTING):
+        _, scope_end = policy_head(cedar, stmt)
+        heads.append(cedar[stmt.start : stmt.tokens[scope_end][1]] + ";")
+        lines.append(line_col(cedar, stmt.start)[0])
+    return "\n".join(heads), lines
 
 
 def _lint(cedar: str, problems: list[dict[str, Any]]) -> tuple[PolicyInfo, ...]:
-    est = json.loads(cedarpy.policies_to_json_str(cedar))
-    lines = _policy_lines(cedar)
+    heads, lines = _heads(cedar)
+    est = json.loads(cedarpy.policies_to_json_str(heads))
     infos: list[PolicyInfo] = []
     seen: set[str] = set()
     for cedar_id, policy in est.get("staticPolicies", {}).items():

@@ -8,6 +8,14 @@ Every key is optional. Parsing collects *every* problem (unknown keys, wrong typ
 unknown enum values, duplicate budget ids) before raising one :class:`ConfigError`, so a
 tenant fixes a file in one round trip. Detector regex syntax is not checked here: the
 detectors stage compiles patterns with its own engine and reports them.
+
+YAML text is untrusted: before anything is built from it, its event stream (libyaml's
+parser, which expands nothing) is checked against ``MAX_CONFIG_BYTES`` (UTF-8),
+``MAX_CONFIG_DEPTH`` nested collections and ``MAX_CONFIG_NODES`` scalars and collections,
+and anchors and aliases are refused outright: a 490-byte "billion laughs" document of
+nested aliases expands to gigabytes once walked (55 s and 3 GB, measured). These raise
+:class:`ConfigLimitError`, a problem with a ``code`` (``YAML_ALIAS_REFUSED`` or
+``CONFIG_TOO_LARGE``) and the line and column of the offending event.
 """
 
 from __future__ import annotations
@@ -31,6 +39,10 @@ SCOPES = ("run", "agent", "tenant")
 WINDOWS = ("run", "1h", "1d", "30d", "calendar_day", "calendar_month")
 ON_EXCEED = ("deny", "require_approval")
 
+MAX_CONFIG_BYTES = 256 * 1024
+MAX_CONFIG_DEPTH = 32
+MAX_CONFIG_NODES = 20_000
+
 _FIELD_RE = re.compile(r"^payload\.[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -49,6 +61,17 @@ class ConfigError(ValidationError):
             details={"problems": [{"message": p} for p in problems]},
         )
         self.problems = problems
+
+
+class ConfigLimitError(ConfigError):
+    """YAML refused before it is loaded; ``problem`` is one located problem with a code."""
+
+    def __init__(self, message: str, code: str, mark: Any = None) -> None:
+        super().__init__([message])
+        self.problem: dict[str, Any] = {"message": message, "code": code}
+        if mark is not None:
+            self.problem.update(line=mark.line + 1, column=mark.column + 1)
+        self.details = {"problems": [self.problem]}
 
 
 def _empty_map() -> Mapping[str, tuple[str, ...]]:
@@ -382,10 +405,45 @@ class BundleConfig:
         return cls.from_dict(load_yaml_config(text))
 
 
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built with it
+
+
+def _check_yaml_events(text: str) -> None:
+    """Refuse anchors, aliases and oversized documents from the event stream alone."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigLimitError(
+            f"config: expected at most {MAX_CONFIG_BYTES} bytes of YAML, got {size}", "CONFIG_TOO_LARGE"
+        )
+    depth = nodes = 0
+    for event in yaml.parse(text, Loader=_LOADER):
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise ConfigLimitError(
+                "config: YAML anchors and aliases are not supported; write the value out",
+                "YAML_ALIAS_REFUSED", event.start_mark,
+            )
+        if isinstance(event, yaml.ScalarEvent | yaml.CollectionStartEvent):
+            nodes += 1
+            if nodes > MAX_CONFIG_NODES:
+                raise ConfigLimitError(
+                    f"config: more than {MAX_CONFIG_NODES} YAML values", "CONFIG_TOO_LARGE", event.start_mark
+                )
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_CONFIG_DEPTH:
+                raise ConfigLimitError(
+                    f"config: YAML nested deeper than {MAX_CONFIG_DEPTH} levels", "CONFIG_TOO_LARGE",
+                    event.start_mark,
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
 def load_yaml_config(text: str) -> dict[str, Any]:
     """YAML text -> a plain JSON-compatible dict; raises :class:`ConfigError`."""
     try:
-        data = yaml.safe_load(text)
+        _check_yaml_events(text)
+        data = yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader, checked above
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

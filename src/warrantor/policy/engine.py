@@ -19,7 +19,10 @@ policy that failed at run time in ``errors``; the bundle's own annotations then 
 Requests are evaluated with the bundle's schema, so a context that does not match the
 action's declared context (an undeclared action type, a payload attribute of the wrong
 type or not declared) is an error, hence a deny. Policy set, schema and the empty entity
-store are parsed once in the constructor.
+store are parsed once in the constructor. The shadow set is the bundle's text with each
+``forbid`` effect keyword replaced by ``permit`` (same length, so positions do not move),
+parsed by Cedar's text parser: never through Cedar's JSON form, whose conversion recurses
+once per level of a condition and crashed the process on a long ``&&`` chain.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from typing import Any
 import cedarpy
 
 from warrantor.evidence.canonical import digest
-from warrantor.policy.bundle import PolicyBundle, PolicyInfo
+from warrantor.policy._scan import policy_head, scan
+from warrantor.policy.bundle import MAX_NESTING, PolicyBundle, PolicyInfo
 from warrantor.policy.normalize import PolicyInput
 
 PRECEDENCE = ("deny", "require_approval", "confirm", "allow")
@@ -119,10 +123,7 @@ class PolicyEngine:
 
     def __init__(self, bundle: PolicyBundle) -> None:
         self.bundle = bundle
-        est = json.loads(cedarpy.policies_to_json_str(bundle.cedar))
-        for policy in est["staticPolicies"].values():
-            policy["effect"] = "permit"
-        self._policies = cedarpy.PolicySet.from_json_str(json.dumps(est))
+        self._policies = cedarpy.PolicySet.from_str(_all_permit(bundle.cedar))
         schema = bundle.schema
         if isinstance(schema, dict):
             self._schema = cedarpy.Schema.from_json_str(json.dumps(schema))
@@ -160,6 +161,16 @@ class PolicyEngine:
     def _rename(self, error: str) -> str:
         """cedarpy names policies ``policy<N>``; show the bundle's ``@id`` instead."""
         return _POLICY_REF.sub(lambda m: f"`{self._names.get(m[1], m[1])}`", error)
+
+
+def _all_permit(cedar: str) -> str:
+    """The policy text with every ``forbid`` effect turned into ``permit``."""
+    out = list(cedar)
+    for stmt in scan(cedar, max_depth=MAX_NESTING):
+        effect, _ = policy_head(cedar, stmt)
+        start, end = stmt.tokens[effect]
+        out[start:end] = "permit"
+    return "".join(out)
 
 
 def _decide(matched: tuple[RuleMatch, ...]) -> PolicyDecision:

@@ -4,6 +4,12 @@ Bundles are kept forever by their sha256. Activation per tenant and mode (``enfo
 ``shadow``) is itself evidence: a signed policy statement goes into the log, so an auditor
 can tell which bundle was in force when.
 
+Untrusted bundle text reaches cedarpy (native code) in this process only after the same
+steps ran in a forked child under hard limits (:mod:`warrantor.policy.sandbox`): a crash,
+a time-out or a memory blow-up there is a 422 ``POLICY_INVALID`` whose problem has code
+``POLICY_TOO_COMPLEX``, and this process never runs that input. Bundles read back from the
+store were checked when they were uploaded.
+
 Compiled engines are cached by bundle hash: a bundle never changes once stored. Which
 bundle is active per tenant is cached for ``ACTIVE_CACHE_SECONDS``: an activation takes
 effect at once in the process that made it, and within that time in the other processes
@@ -24,6 +30,7 @@ from warrantor.policy.bundle import BundleInvalidError, PolicyBundle, parse_bund
 from warrantor.policy.detectors import DetectorConfigError, DetectorSet
 from warrantor.policy.endpoints import EndpointAllowlist
 from warrantor.policy.engine import PolicyEngine
+from warrantor.policy.sandbox import SandboxError, SandboxLimits, run_isolated
 from warrantor.service.approvers import TenantApprovers, bundle_problems
 from warrantor.service.context import Deps
 from warrantor.service.sealing import record
@@ -63,21 +70,49 @@ class ActivePolicy:
         return self.compiled.bundle
 
 
+def compile_upload(raw: Any) -> Compiled:
+    """Every native step an upload runs, with detector problems as bundle problems."""
+    bundle = parse_bundle(raw)
+    try:
+        return Compiled.build(bundle)  # compiles detectors and the allowlist: bad patterns now
+    except (DetectorConfigError, ValueError) as exc:
+        problems = getattr(exc, "problems", None) or [str(exc)]
+        raise BundleInvalidError([{"message": f"config.detectors: {p}"} for p in problems]) from exc
+
+
+def check_upload(raw: Any) -> dict[str, Any]:
+    """What the sandboxed child runs: ``{"ok": true}`` or ``{"problems": [...]}``."""
+    try:
+        compile_upload(raw)
+    except BundleInvalidError as exc:
+        return {"problems": exc.problems}
+    return {"ok": True}
+
+
 class Policies:
-    def __init__(self, deps: Deps, cache_size: int = 64) -> None:
+    def __init__(self, deps: Deps, cache_size: int = 64, sandbox: SandboxLimits | None = None) -> None:
+        """``sandbox``: limits for the child that checks an upload first (the defaults when
+        None; the child cannot be turned off)."""
         self._d = deps
+        self._sandbox = sandbox or SandboxLimits()
         self._engines: OrderedDict[str, Compiled] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self._active: dict[str, tuple[float, dict[str, tuple[str, datetime]]]] = {}
 
     def upload(self, tenant_id: str, raw: dict[str, Any]) -> tuple[PolicyBundle, bool]:
-        bundle = parse_bundle(raw)
         try:
-            self._remember(bundle)  # compiles detectors and the allowlist: reject bad patterns now
-        except (DetectorConfigError, ValueError) as exc:
-            problems = getattr(exc, "problems", None) or [str(exc)]
-            raise BundleInvalidError([{"message": f"config.detectors: {p}"} for p in problems]) from exc
+            answer = run_isolated(check_upload, raw, self._sandbox)
+        except SandboxError as exc:
+            raise BundleInvalidError([{
+                "message": f"cedar: the bundle could not be checked within the policy engine's "
+                           f"limits: {exc.reason}", "code": "POLICY_TOO_COMPLEX",
+            }]) from exc
+        if answer.get("problems"):
+            raise BundleInvalidError(list(answer["problems"]))
+        compiled = compile_upload(raw)  # the child accepted exactly these steps on this input
+        bundle = compiled.bundle
+        self._remember(bundle, compiled)
         with self._d.store.read() as repo:
             people = TenantApprovers.load(repo, tenant_id)
         if problems := bundle_problems(bundle, people):
@@ -125,13 +160,13 @@ class Policies:
     def compiled(self, bundle: PolicyBundle) -> Compiled:
         return self._remember(bundle)
 
-    def _remember(self, bundle: PolicyBundle) -> Compiled:
+    def _remember(self, bundle: PolicyBundle, compiled: Compiled | None = None) -> Compiled:
         with self._lock:
             hit = self._engines.get(bundle.hash)
             if hit is not None:
                 self._engines.move_to_end(bundle.hash)
                 return hit
-        compiled = Compiled.build(bundle)
+        compiled = compiled or Compiled.build(bundle)
         with self._lock:
             self._engines[bundle.hash] = compiled
             while len(self._engines) > self._cache_size:
