@@ -301,3 +301,42 @@ def test_another_tenants_users_are_out_of_reach(env: Env) -> None:
         assert r.status_code == 404 and r.json()["code"] == "USER_NOT_FOUND", r.text
     assert alice.get("/v1/sessions/current").status_code == 200
     assert attempt(env, "alice@example.com", PASSWORD) == 201
+
+
+def test_the_console_account_page_changes_the_password_with_the_form(env: Env) -> None:
+    make_user(env, "alice@example.com", ["approver"])
+    browser, csrf = login(env, "alice@example.com")
+    other, _ = login(env, "alice@example.com")
+    page = browser.get("/console/account")
+    assert page.status_code == 200 and "Change password" in page.text and csrf in page.text
+    form = {"csrf_token": csrf, "current_password": PASSWORD, "new_password": NEW_PASSWORD,
+            "confirm_password": NEW_PASSWORD}
+    forged = browser.post("/console/account/password", data={**form, "csrf_token": "x" * 32}, follow_redirects=False)
+    assert forged.status_code == 403
+    wrong = browser.post("/console/account/password", data={**form, "current_password": "not it, sorry"},
+                         follow_redirects=False)
+    assert wrong.status_code == 403 and "The current password is wrong." in wrong.text
+    typo = browser.post("/console/account/password", data={**form, "confirm_password": NEW_PASSWORD + "!"},
+                        follow_redirects=False)
+    assert typo.status_code == 422 and attempt(env, "alice@example.com", PASSWORD) == 201  # nothing changed
+    done = browser.post("/console/account/password", data=form, follow_redirects=False)
+    assert done.status_code == 303 and done.headers["location"] == "/console/account?flash=password_changed"
+    assert "Password changed" in browser.get("/console/account?flash=password_changed").text
+    assert other.get("/v1/sessions/current").status_code == 401
+    assert attempt(env, "alice@example.com", NEW_PASSWORD) == 201
+
+
+def test_a_disabled_or_deleted_users_mailed_approval_code_no_longer_decides(env: Env) -> None:
+    alice = make_user(env, "alice@example.com", ["approver"])  # in finance-leads: gets a personal code
+    bob = make_user(env, "bob@example.com", ["approver"])
+    r = env.authorize(payload={"amount_minor": 6_000_000, "currency": "EUR", "beneficiary": "ACME GmbH"})
+    assert r.status_code == 201 and r.json()["status"] == "pending_approval", r.text
+    action_id = r.json()["action_id"]
+    codes = env.mail.codes(action_id)
+    assert {"alice@example.com", "bob@example.com"} <= set(codes)
+    env.client.patch(f"/v1/users/{alice}", headers=env.h("admin"), json={"disabled": True})
+    env.client.delete(f"/v1/users/{bob}", headers=env.h("admin"))
+    for email in ("alice@example.com", "bob@example.com"):
+        r = env.client.post(f"/v1/approvals/{codes[email]}/confirm", json={"decision": "approve"})
+        assert r.status_code == 403 and r.json()["code"] == "NOT_AN_APPROVER", (email, r.text)
+    assert env.client.get(f"/v1/actions/{action_id}", headers=env.h("admin")).json()["status"] == "pending_approval"

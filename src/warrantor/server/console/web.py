@@ -38,6 +38,7 @@ FLASH = {
     "denied": ("ok", "Denial recorded: the action is closed and its receipt minted."),
     "cosigned": ("ok", "Cosignature recorded and signed."),
     "logged_out": ("ok", "You are logged out."),
+    "password_changed": ("ok", "Password changed. Your other sessions are logged out."),
     "NOT_AN_APPROVER": ("error", "You are not one of the approvers of this action."),
     "ALREADY_RESOLVED": ("error", "This action was already decided (or you already decided it)."),
     "ALREADY_COSIGNED": ("error", "You have already cosigned this action."),
