@@ -100,3 +100,13 @@ def test_a_shared_run_shows_an_agent_only_its_own_actions(env: Env, mallory: dic
     assert [a["action_id"] for a in seen["actions"]] == [own]
     full = env.client.get(f"/v1/runs/{run_id}", headers=env.h("admin")).json()
     assert {a["action_id"] for a in full["actions"]} == {victim, own}
+
+
+def test_reusing_another_agents_idempotency_key_reveals_nothing(env: Env, mallory: dict[str, str]) -> None:
+    mine = env.authorize(idempotency_key="inv-42").json()["action_id"]
+    again = env.authorize(idempotency_key="inv-42", details="something else")
+    assert again.status_code == 409 and again.json()["details"]["action_id"] == mine  # its own agent: told
+    r = env.client.post("/v1/actions", headers=mallory, json={
+        "action_type": "wire_transfer", "payload": WIRE, "idempotency_key": "inv-42"})
+    assert r.status_code == 409 and r.json()["code"] == "DUPLICATE_REQUEST"
+    assert mine not in r.text

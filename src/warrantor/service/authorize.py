@@ -163,7 +163,7 @@ class Authorizer:
             if key is not None:
                 existing = repo.action_by_idempotency_key(tenant_id, key)
                 if existing is not None:
-                    return _replay(existing, request_hash), None
+                    return _replay(existing, request_hash, intent.agent_id), None
             facts = Facts(
                 tenant_id,
                 _parent_ref(repo, tenant_id, intent.parent_action_id),
@@ -402,12 +402,14 @@ def _public_decision(decision: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _replay(existing: Action, request_hash: str) -> Outcome:
+def _replay(existing: Action, request_hash: str, agent_id: str | None) -> Outcome:
     if existing.request_hash != request_hash:
+        # The action's id only to its own agent: another agent reusing the key learns nothing.
+        mine = agent_id is None or existing.agent_id == agent_id
         raise ConflictError(
             "expected the same request body for a reused idempotency key, got a different one",
             code="DUPLICATE_REQUEST",
-            details={"action_id": existing.id},
+            details={"action_id": existing.id} if mine else {},
         )
     return Outcome(existing.response_status, existing.response)
 
