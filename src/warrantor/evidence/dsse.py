@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from warrantor.evidence import jsontext
 from warrantor.evidence.canonical import canonicalize
 from warrantor.evidence.keys import VerifyKey
 
@@ -80,14 +81,14 @@ class Envelope:
     @classmethod
     def from_json(cls, text: str | bytes) -> Envelope:
         try:
-            data = json.loads(text)
+            data = jsontext.loads(text, "the DSSE envelope")
         except json.JSONDecodeError as exc:
             raise ValueError(f"expected a JSON DSSE envelope: {exc}") from exc
         return cls.from_dict(data)
 
     def statement(self) -> dict[str, Any]:
         """The decoded in-toto Statement (no signature check: call ``verify`` first)."""
-        value = json.loads(self.payload)
+        value = jsontext.loads(self.payload, "the DSSE payload")
         if not isinstance(value, dict):
             raise ValueError("expected the payload to be a JSON object")
         return value

@@ -29,6 +29,7 @@ from typing import Any
 
 from cryptography import x509
 
+from warrantor.evidence import jsontext
 from warrantor.evidence.canonical import canonicalize
 from warrantor.evidence.checkpoint import NOTE_SIG_TYPE, NoteVerifier
 from warrantor.evidence.dsse import Envelope
@@ -124,7 +125,7 @@ class ProofBundle:
     @classmethod
     def from_json(cls, text: str | bytes) -> ProofBundle:
         try:
-            return cls.from_dict(json.loads(text))
+            return cls.from_dict(jsontext.loads(text, "the proof bundle"))
         except json.JSONDecodeError as exc:
             raise ValueError(f"expected a JSON proof bundle: {exc}") from exc
 
@@ -144,7 +145,7 @@ class ProofBundle:
             raise ValueError(f"expected tlog-proof text starting with {TLOG_PROOF_HEADER!r}")
         if not lines[1].startswith("extra "):
             raise ValueError("expected an 'extra' line carrying the envelope")
-        extra = _mapping(json.loads(_unb64(lines[1][6:], "the extra line")), "the extra data")
+        extra = _mapping(jsontext.loads(_unb64(lines[1][6:], "the extra line"), "the extra line"), "the extra data")
         index = lines[2].removeprefix("index ")
         if lines[2] == index or not index.isdigit() or (index != "0" and index[0] == "0"):
             raise ValueError(f"expected 'index <decimal>', got {lines[2]!r}")
@@ -261,6 +262,6 @@ class TrustBundle:
     @classmethod
     def from_json(cls, text: str | bytes) -> TrustBundle:
         try:
-            return cls.from_dict(json.loads(text))
+            return cls.from_dict(jsontext.loads(text, "the trust bundle"))
         except json.JSONDecodeError as exc:
             raise ValueError(f"expected a JSON trust bundle: {exc}") from exc

@@ -3,13 +3,16 @@
 Uses ``warrantor.verify.verify_bundle`` with ``ProofBundle`` / ``TrustBundle`` exactly as
 the ``warrantor verify`` CLI does, so the page and the CLI agree check by check. A proof
 bundle may be the JSON form or C2SP tlog-proof text. Nothing is stored; parse errors are
-shown as such, never as a server error.
+shown as such, never as a server error. JSON nested deeper than 64 levels is refused by
+the parsers before they recurse (``warrantor.evidence.jsontext``) and the page answers 422,
+like ``/v1/verify``; ``status`` in the result is the HTTP status to answer with.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from warrantor.evidence.jsontext import JsonTooDeepError
 from warrantor.evidence.proofs import ProofBundle, TrustBundle
 from warrantor.verify import verify_bundle
 
@@ -40,7 +43,7 @@ def _parse_bundle(text: str) -> ProofBundle:
 
 
 def run_verification(bundle_text: str, trust_text: str) -> dict[str, Any]:
-    """The page's result: ``{ok, error, checks, envelope, log}``."""
+    """The page's result: ``{ok, error, status, checks, envelope, log}``."""
     if "\x00too-large" in (bundle_text, trust_text):
         return _failed(f"expected files of at most {MAX_UPLOAD // 1024 // 1024} MiB")
     if not bundle_text.strip() or not trust_text.strip():
@@ -48,15 +51,16 @@ def run_verification(bundle_text: str, trust_text: str) -> dict[str, Any]:
     try:
         bundle = _parse_bundle(bundle_text)
     except (ValueError, TypeError, KeyError) as exc:
-        return _failed(f"the proof bundle could not be read: {exc}")
+        return _failed(f"the proof bundle could not be read: {exc}", exc)
     try:
         trust = TrustBundle.from_json(trust_text)
     except (ValueError, TypeError, KeyError) as exc:
-        return _failed(f"the trust bundle could not be read: {exc}")
+        return _failed(f"the trust bundle could not be read: {exc}", exc)
     report = verify_bundle(bundle, trust)
     return {
         "ok": report.ok,
         "error": None,
+        "status": 200,
         "checks": [
             {"name": c.name, "title": CHECK_TITLES.get(c.name, c.name), "ok": c.ok, "detail": c.detail}
             for c in report.checks
@@ -68,8 +72,9 @@ def run_verification(bundle_text: str, trust_text: str) -> dict[str, Any]:
     }
 
 
-def _failed(message: str) -> dict[str, Any]:
-    return {"ok": False, "error": message, "checks": [], "envelope": None, "log": None}
+def _failed(message: str, exc: Exception | None = None) -> dict[str, Any]:
+    status = 422 if isinstance(exc, JsonTooDeepError) else 200
+    return {"ok": False, "error": message, "status": status, "checks": [], "envelope": None, "log": None}
 
 
 def _describe(bundle: ProofBundle) -> dict[str, Any]:

@@ -262,7 +262,7 @@ async def verify_submit(
     trust_raw = await _upload(trust_file) or trust_text
     result = run_verification(bundle_raw, trust_raw)
     return render(request, "verify.html", {"result": result, "bundle_text": bundle_raw, "trust_text": trust_raw},
-                  us=us, nav="verify")
+                  us=us, nav="verify", status=result["status"])
 
 
 async def _upload(upload: UploadFile | None) -> str:
