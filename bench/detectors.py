@@ -12,6 +12,14 @@ Measures, as medians over repeated runs on this machine:
   RE2 search of one simple pattern (``!``) over the same text. Linear time shows as a
   roughly constant ratio and a time per byte that does not grow with ``n``.
 
+- the worst case per action at the custom-detector limits (32 patterns, 4,000 RE2
+  instructions in all, patterns like ``a.{14}b`` that blow up RE2's DFA, so RE2 simulates
+  its program byte by byte) on adversarial ~1 MiB actions (one random a/b string; 30,000
+  short random strings; 200,000 one-letter strings, where the fixed cost of a regex call
+  from Python dominates), against the baseline of the same actions with only the built-ins
+  on and with no detectors at all. The custom scan budget (``custom_scan_bytes``) is what
+  keeps the difference bounded.
+
 Run: ``.venv/bin/python bench/detectors.py`` (writes bench/results/detectors.json).
 It does not measure the pipeline around the scan, nor Python's ``re``.
 """
@@ -21,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import random
 import statistics
 import sys
 import time
@@ -32,7 +41,14 @@ from typing import Any
 
 import re2
 
-from warrantor.policy.detectors import DetectorSet
+from warrantor.policy.detectors import (
+    CUSTOM_SCAN_WORK,
+    MAX_CUSTOM_DETECTORS,
+    MAX_CUSTOM_PROGRAM_SIZE,
+    MAX_PROGRAM_SIZE,
+    MAX_SCAN_BYTES,
+    DetectorSet,
+)
 
 RESULTS = Path(__file__).parent / "results" / "detectors.json"
 SENTENCE = (
@@ -115,6 +131,59 @@ def bench_pathological(pattern: str) -> list[dict[str, Any]]:
     return rows
 
 
+def _blowup(count: int, gap: int, prefix: str = "") -> list[tuple[str, str, str]]:
+    """``count`` patterns ``a.{gap}b`` / ``b.{gap}a``: each blows up RE2's DFA on a/b text."""
+    return [(f"d{i}", f"{prefix}{'ab'[i % 2]}.{{{gap}}}{'ba'[i % 2]}", "report") for i in range(count)]
+
+
+def bench_worst_case(builtin: dict[str, str]) -> dict[str, Any]:
+    rng = random.Random(5)
+    one_string = "".join(rng.choice("ab") for _ in range(MAX_SCAN_BYTES - 8192))
+    many = {f"k{i:05d}": "".join(rng.choice("ab") for _ in range(16)) for i in range(30_000)}
+    letters = {"letters": [rng.choice("ab") for _ in range(200_000)]}
+    inputs = {"one_1MiB_string": (one_string, {}), "30000_short_strings": ("", many),
+              "200000_one_letter_strings": ("", letters)}
+    configs = {
+        "no_detectors": DetectorSet(),
+        "builtins_only": DetectorSet.from_config(builtin),
+        "limits_32_patterns_union": DetectorSet.from_config(builtin, _blowup(MAX_CUSTOM_DETECTORS, 14)),
+        "limits_32_patterns_unfiltered": DetectorSet.from_config(
+            builtin, _blowup(MAX_CUSTOM_DETECTORS, 14, "(?-m)")),  # each runs on every string
+        "limits_4_patterns_of_1000_instructions": DetectorSet.from_config(builtin, _blowup(4, 124)),
+    }
+    rows: dict[str, Any] = {}
+    for name, detectors in configs.items():
+        sigs = [s for s in detectors._signatures if s.kind == "custom"]
+        row: dict[str, Any] = {
+            "custom_patterns": len(sigs),
+            "custom_program_size": sum(s.regex.programsize for s in sigs),
+            "custom_scan_bytes": detectors.custom_scan_bytes if sigs else None,
+        }
+        for label, (details, payload) in inputs.items():
+            json_bytes = len(json.dumps([details, payload]).encode())
+            seconds = median_seconds(partial(detectors.scan, details, payload), 5)
+            row[label] = {"json_bytes": json_bytes, "median_ms": round(seconds * 1e3, 1),
+                          "findings": len(detectors.scan(details, payload))}
+        rows[name] = row
+    at_limits = [n for n in rows if n.startswith("limits_")]
+    worst = {
+        label: {
+            "builtins_only_ms": rows["builtins_only"][label]["median_ms"],
+            "worst_at_limits_ms": max(rows[n][label]["median_ms"] for n in at_limits),
+            "added_by_custom_ms": round(max(rows[n][label]["median_ms"] for n in at_limits)
+                                        - rows["builtins_only"][label]["median_ms"], 1),
+        }
+        for label in inputs
+    }
+    return {
+        "limits": {"max_custom_detectors": MAX_CUSTOM_DETECTORS, "max_program_size": MAX_PROGRAM_SIZE,
+                   "max_custom_program_size": MAX_CUSTOM_PROGRAM_SIZE, "custom_scan_work": CUSTOM_SCAN_WORK,
+                   "max_scan_bytes": MAX_SCAN_BYTES},
+        "configs": rows,
+        "worst_case_vs_baseline": worst,
+    }
+
+
 def main() -> None:
     builtin = {"secrets": "deny", "cards": "deny", "injection": "require_approval"}
     detectors = DetectorSet.from_config(builtin)
@@ -137,6 +206,7 @@ def main() -> None:
             "(a+)+$": bench_pathological(r"(a+)+$"),
             "(a+)+b": bench_pathological(r"(a+)+b"),
         },
+        "worst_case_at_custom_limits": bench_worst_case(builtin),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")

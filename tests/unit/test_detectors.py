@@ -375,6 +375,7 @@ def test_prefilter_finds_exactly_what_a_full_scan_finds(
                                             ("anchored", r"\Afalcon", "report")])
     full = DetectorSet.from_config(ALL_ON, [("codename", r"(?i)project\s+falcon", "deny"),
                                             ("anchored", r"\Afalcon", "report")])
-    full._prefilter = None  # the reference: every signature over every string
-    full._unfiltered = full._signatures
+    for group in full._groups:  # the reference: every signature over every string
+        group.prefilter = None
+        group.unfiltered = group.signatures
     assert fast.scan(details, payload, context) == full.scan(details, payload, context)

@@ -41,6 +41,27 @@ stopped (its ``finding_hash`` is the sha256 of the empty string, since nothing m
 Findings in the first MiB are still reported. The oversize finding is only produced when at
 least one detector is enabled: with every detector off there is nothing to fail closed on.
 
+Bounded cost of custom detectors (a tenant writes them, the server pays for them). RE2 is
+linear in the text, but the constant is the pattern's size: a pattern such as ``a.{25}b``
+blows up RE2's DFA and falls back to simulating its program, about 3 to 8 ns per byte per
+instruction on this machine (1.4 s for one such pattern over 1 MiB). So:
+
+- at most ``MAX_CUSTOM_DETECTORS`` (32) patterns of at most ``MAX_PATTERN_LENGTH`` (512)
+  characters, each compiling to at most ``MAX_PROGRAM_SIZE`` (1,000) RE2 instructions and
+  all together to at most ``MAX_CUSTOM_PROGRAM_SIZE`` (4,000);
+- custom patterns never join the built-ins' union, and scan an action's strings only up to
+  a fixed amount of work, ``CUSTOM_SCAN_WORK`` (2**24) units, where a string of ``b`` bytes
+  costs ``b`` times the patterns' total program size plus ``CALL_COST`` (2,048) per pattern
+  (the fixed cost of one regex call from Python, which dominates for short strings). So
+  the worst case is the same whatever the patterns: for the largest configuration about
+  4 KiB of long strings; for five patterns of 40 instructions about 85 KiB of long strings
+  or 1,500 short ones. Strings beyond the budget add an ``oversize`` finding (mode
+  ``deny``, signature ``custom_scan_budget``) where custom scanning stopped: fail closed;
+- matches cost Python work (a hash, a finding), so once ``MAX_MATCHES`` (1,024) matches
+  have been processed in one scan, a signature whose mode is not stronger than the
+  strongest found so far is not searched further: the findings can no longer change the
+  decision. ``bench/detectors.py`` measures the worst case at these limits.
+
 Findings are de-duplicated on (detector, signature, path, hash) and capped at
 ``MAX_FINDINGS``; past the cap a finding is kept only if its mode is stronger than every
 kept one, so ``strongest`` over the kept list equals ``strongest`` over all of them.
@@ -70,10 +91,15 @@ Mode = Literal["deny", "require_approval", "report"]
 MODES: tuple[str, ...] = ("deny", "require_approval", "report", "off")
 BUILTIN_KINDS: tuple[str, ...] = ("secrets", "cards", "injection")
 MAX_SCAN_BYTES = 1 << 20
-MAX_CUSTOM_DETECTORS = 64
-MAX_PATTERN_LENGTH = 1024
-MAX_PROGRAM_SIZE = 50_000
+MAX_CUSTOM_DETECTORS = 32
+MAX_PATTERN_LENGTH = 512
+MAX_PROGRAM_SIZE = 1_000
+MAX_CUSTOM_PROGRAM_SIZE = 4_000
+CUSTOM_SCAN_WORK = 1 << 24
+CALL_COST = 2048
 MAX_FINDINGS = 256
+MAX_MATCHES = 1024
+CUSTOM_BUDGET: Final = "custom_scan_budget"
 OVERSIZE: Final = "oversize"
 
 _RANK: dict[str, int] = {"deny": 3, "require_approval": 2, "report": 1}
@@ -247,17 +273,81 @@ def _matches_empty(regex: Any, probe: bytes) -> bool:
     return any(m.start() == m.end() for m in regex.finditer(probe))
 
 
+class _Group:
+    """Signatures scanned together over the same bytes: the built-ins, or the custom ones."""
+
+    __slots__ = ("per_byte", "per_piece", "prefilter", "signatures", "unfiltered")
+
+    def __init__(self, signatures: Iterable[_Signature], *, metered: bool) -> None:
+        self.signatures: tuple[_Signature, ...] = tuple(signatures)
+        # work units per byte and per string scanned; 0 means unmetered (the built-ins)
+        self.per_byte = sum(s.regex.programsize for s in self.signatures) if metered else 0
+        self.per_piece = CALL_COST * len(self.signatures) if metered else 0
+        self.prefilter = _build_prefilter(s for s in self.signatures if s.prefilterable)
+        self.unfiltered = tuple(s for s in self.signatures if self.prefilter is None or not s.prefilterable)
+
+    def scan(self, pieces: list[tuple[str, bytes]], collector: _Collector) -> None:
+        touched = self._touched(pieces)
+        for index, (path, data) in enumerate(pieces):
+            signatures = self.signatures if index in touched else self.unfiltered
+            if signatures:
+                _scan_text(path, data, signatures, collector)
+
+    def _touched(self, pieces: list[tuple[str, bytes]]) -> set[int]:
+        """Indexes of the pieces that may hold a match, from one pass over the joined text.
+
+        A match of the union that starts or ends in a piece marks it; the search then resumes
+        at the next unmarked piece, so the loop runs at most once per piece, and any piece
+        with a real match is marked (a match spanning a separator only marks extra pieces).
+        """
+        if self.prefilter is None or not pieces:
+            return set()
+        starts, offset = [], 0
+        for _, data in pieces:
+            starts.append(offset)
+            offset += len(data) + 1
+        joined = b"\n".join(data for _, data in pieces)
+        touched: set[int] = set()
+        pos = 0
+        while (match := self.prefilter.search(joined, pos)) is not None:
+            first = bisect.bisect_right(starts, match.start()) - 1
+            last = bisect.bisect_right(starts, max(match.start(), match.end() - 1)) - 1
+            touched.update(range(first, last + 1))
+            if last + 1 >= len(starts):
+                break
+            pos = starts[last + 1]
+        return touched
+
+
+    def within_budget(self, pieces: list[tuple[str, bytes]]) -> tuple[list[tuple[str, bytes]], str | None]:
+        """The pieces this group may scan, and the pointer where it stops short of the rest."""
+        if not self.per_byte:
+            return pieces, None
+        out: list[tuple[str, bytes]] = []
+        work = CUSTOM_SCAN_WORK
+        for path, data in pieces:
+            work -= self.per_piece
+            if work < 0:
+                return out, path
+            if len(data) * self.per_byte > work:
+                out.append((path, data[: work // self.per_byte]))
+                return out, path
+            work -= len(data) * self.per_byte
+            out.append((path, data))
+        return out, None
+
+
 class DetectorSet:
     """Compiled detectors for one policy bundle. Immutable and safe to share across threads."""
 
-    __slots__ = ("_prefilter", "_signatures", "_unfiltered")
+    __slots__ = ("_groups", "_signatures")
 
     def __init__(self, signatures: Iterable[_Signature] = ()) -> None:
         self._signatures: tuple[_Signature, ...] = tuple(signatures)
-        self._prefilter = _build_prefilter(s for s in self._signatures if s.prefilterable)
-        self._unfiltered = tuple(
-            s for s in self._signatures if self._prefilter is None or not s.prefilterable
-        )
+        builtin = [s for s in self._signatures if s.kind != "custom"]
+        custom = [s for s in self._signatures if s.kind == "custom"]
+        groups = (_Group(builtin, metered=False), _Group(custom, metered=True))
+        self._groups = tuple(g for g in groups if g.signatures)
 
     @classmethod
     def from_config(
@@ -295,6 +385,7 @@ class DetectorSet:
             return []
         seen: set[str] = set()
         compiled: list[_Signature] = []
+        total = 0
         for item in items:
             det_id, pattern, mode = _custom_fields(item)
             regex, found = _check_custom(det_id, pattern, mode, seen)
@@ -303,6 +394,10 @@ class DetectorSet:
                 seen.add(det_id)
             if regex is not None and not found and mode != "off":
                 compiled.append(_Signature(det_id, "custom", mode, det_id, regex))
+                total += regex.programsize
+        if total > MAX_CUSTOM_PROGRAM_SIZE:
+            problems.append(f"custom detectors compile to {total} RE2 instructions together, max "
+                            f"{MAX_CUSTOM_PROGRAM_SIZE}; use fewer or simpler patterns")
         return compiled
 
     @property
@@ -314,58 +409,44 @@ class DetectorSet:
     def detector_ids(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(s.detector_id for s in self._signatures))
 
+    @property
+    def custom_scan_bytes(self) -> int:
+        """Bytes of one long string the custom detectors scan per action (module docstring)."""
+        group = next((g for g in self._groups if g.per_byte), None)
+        if group is None:
+            return MAX_SCAN_BYTES
+        return min(MAX_SCAN_BYTES, (CUSTOM_SCAN_WORK - group.per_piece) // group.per_byte)
+
     def scan(self, details: str | None, payload: Any = None, context: Any = None) -> list[Finding]:
-        """Findings over ``details``, ``payload`` and ``context``, in walk order."""
-        if not self._signatures:
+        """Findings over ``details``, ``payload`` and ``context``; the built-ins' in walk
+        order, then the custom detectors'."""
+        if not self._groups:
             return []
         pieces, cut_at = _collect(details, payload, context)
-        touched = self._touched(pieces)
         collector = _Collector()
-        for index, (path, data) in enumerate(pieces):
-            signatures = self._signatures if index in touched else self._unfiltered
-            if signatures:
-                self._scan_text(path, data, signatures, collector)
+        for group in self._groups:
+            mine, short_at = group.within_budget(pieces)
+            group.scan(mine, collector)
+            if short_at is not None:
+                collector.add(Finding(OVERSIZE, OVERSIZE, "deny", short_at, _EMPTY_SHA256, CUSTOM_BUDGET))
         if cut_at is not None:
             collector.add(Finding(OVERSIZE, OVERSIZE, "deny", cut_at, _EMPTY_SHA256, OVERSIZE))
         return collector.findings
 
-    def _touched(self, pieces: list[tuple[str, bytes]]) -> set[int]:
-        """Indexes of the pieces that may hold a match, from one pass over the joined text.
 
-        A match of the union that starts or ends in a piece marks it; the search then resumes
-        at the next unmarked piece, so the loop runs at most once per piece, and any piece
-        with a real match is marked (a match spanning a separator only marks extra pieces).
-        """
-        if self._prefilter is None or not pieces:
-            return set()
-        starts, offset = [], 0
-        for _, data in pieces:
-            starts.append(offset)
-            offset += len(data) + 1
-        joined = b"\n".join(data for _, data in pieces)
-        touched: set[int] = set()
-        pos = 0
-        while (match := self._prefilter.search(joined, pos)) is not None:
-            first = bisect.bisect_right(starts, match.start()) - 1
-            last = bisect.bisect_right(starts, max(match.start(), match.end() - 1)) - 1
-            touched.update(range(first, last + 1))
-            if last + 1 >= len(starts):
+def _scan_text(path: str, data: bytes, signatures: tuple[_Signature, ...], collector: _Collector) -> None:
+    for sig in signatures:
+        if collector.saturated(sig.mode):
+            continue
+        for match in sig.regex.finditer(data):
+            if match.start() == match.end():
+                break  # empty-width matches carry no text; config rejects such patterns
+            for start, end in _card_spans(data, match) if sig.luhn else [match.span()]:
+                text_hash = hashlib.sha256(data[start:end]).hexdigest()
+                collector.add(Finding(sig.detector_id, sig.kind, sig.mode, path, text_hash, sig.name))
+            collector.matches += 1
+            if collector.saturated(sig.mode):
                 break
-            pos = starts[last + 1]
-        return touched
-
-    @staticmethod
-    def _scan_text(
-        path: str, data: bytes, signatures: tuple[_Signature, ...], collector: _Collector
-    ) -> None:
-        for sig in signatures:
-            for match in sig.regex.finditer(data):
-                if match.start() == match.end():
-                    break  # empty-width matches carry no text; config rejects such patterns
-                for start, end in _card_spans(data, match) if sig.luhn else [match.span()]:
-                    text_hash = hashlib.sha256(data[start:end]).hexdigest()
-                    collector.add(Finding(sig.detector_id, sig.kind, sig.mode, path, text_hash,
-                                          sig.name))
 
 
 def _build_prefilter(signatures: Iterable[_Signature]) -> Any:
@@ -439,8 +520,13 @@ class _Collector:
 
     def __init__(self) -> None:
         self.findings: list[Finding] = []
+        self.matches = 0
         self._seen: set[Finding] = set()
         self._best = 0
+
+    def saturated(self, mode: str) -> bool:
+        """Past ``MAX_MATCHES``, a match of ``mode`` can no longer change the outcome."""
+        return self.matches >= MAX_MATCHES and _RANK[mode] <= self._best
 
     def add(self, finding: Finding) -> None:
         if finding in self._seen:
