@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from warrantor.errors import WarrantorError
+from warrantor.evidence import jsontext
 from warrantor.evidence.canonical import digest
 from warrantor.evidence.proofs import TrustBundle
 from warrantor.verify import CheckResult, Replay, format_report, verify_bundle
@@ -102,9 +103,9 @@ def run(args: argparse.Namespace) -> int:
         trust = TrustBundle.from_json(Path(args.trust).read_text(encoding="utf-8"))
         pin = getattr(args, "pin", None)
         pinned = TrustBundle.from_json(Path(pin).read_text(encoding="utf-8")) if pin else None
-        intent = json.loads(Path(args.intent).read_text(encoding="utf-8")) if args.intent else None
+        intent = jsontext.loads(Path(args.intent).read_text(encoding="utf-8"), "the intent") if args.intent else None
         if args.policy:
-            policy_doc = json.loads(Path(args.policy).read_text(encoding="utf-8"))
+            policy_doc = jsontext.loads(Path(args.policy).read_text(encoding="utf-8"), "the policy bundle")
         elif args.server and args.api_key:
             policy_doc = _fetch_policy(args.server, args.api_key, _recorded_bundle_hash(bundle.envelope.statement()))
         else:

@@ -3,7 +3,9 @@
 BUNDLE is a JSON proof bundle or C2SP tlog-proof text. With ``--pin``, TRUST (a server's
 current ``GET /v1/trust``, say) is believed only as far as signed rotation statements lead
 from the keys of PINNED, the bundle the auditor obtained earlier. Exit status: 0 when every check
-passes, 1 when any check fails, 2 when an input cannot be read or parsed. The main CLI
+passes, 1 when any check fails, 2 when an input cannot be read or parsed (JSON nested deeper than
+64 levels included: the parsers refuse it before they recurse, ``warrantor.evidence.jsontext``,
+so a hostile file is reported, never a RecursionError). The main CLI
 dispatches ``warrantor verify ...`` here with the arguments after ``verify``.
 """
 
