@@ -48,6 +48,14 @@ class RecordingMailer:
                 out[mail["to"]] = found.group(1)
         return out
 
+    def invitation_token(self, email: str) -> str:
+        """The token of the newest set-password link mailed to ``email``."""
+        for mail in reversed(self.sent):
+            found = re.search(r"/invite/([0-9a-z]+)$", mail["body"], re.M)
+            if found and mail["to"] == email:
+                return found.group(1)
+        raise AssertionError(f"no set-password link was mailed to {email}")
+
 
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
@@ -95,11 +103,21 @@ class Env:
 
     def add_user(self, email: str, *, groups: tuple[str, ...] = (), roles: tuple[str, ...] = ("approver",),
                  password: str = "correct horse battery staple") -> dict[str, Any]:
-        """A console user of the tenant (created by the tenant's admin key)."""
+        """A console user of the tenant who can log in with ``password``: created by the
+        tenant's admin key (which cannot choose a password), then the user sets it with the
+        link mailed to them."""
         r = self.client.post("/v1/users", headers=self.h("admin"), json={
-            "email": email, "name": email.split("@", maxsplit=1)[0], "password": password,
-            "roles": list(roles), "groups": list(groups)})
+            "email": email, "name": email.split("@", maxsplit=1)[0], "roles": list(roles), "groups": list(groups)})
         assert r.status_code == 201, r.text
+        self.accept_invitation(email, password)
+        body: dict[str, Any] = r.json()
+        return body
+
+    def accept_invitation(self, email: str, password: str) -> dict[str, Any]:
+        """Set ``email``'s password with the newest link mailed to it, as that person would."""
+        r = self.client.post(f"/v1/invitations/{self.mail.invitation_token(email.lower())}",
+                             json={"password": password})
+        assert r.status_code == 200, r.text
         body: dict[str, Any] = r.json()
         return body
 

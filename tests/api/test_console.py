@@ -22,11 +22,13 @@ BIG = {**WIRE, "amount_minor": 6_000_000}
 
 
 def user(env: Env, email: str, roles: list[str] | None = None, groups: list[str] | None = None) -> None:
+    """Created by the admin key; the person sets PASSWORD with the mailed link."""
     r = env.client.post("/v1/users", headers=env.h("admin"), json={
-        "email": email, "name": email.split("@", maxsplit=1)[0].title(), "password": PASSWORD,
+        "email": email, "name": email.split("@", maxsplit=1)[0].title(),
         "roles": roles or ["approver"], "groups": ["finance-leads"] if groups is None else groups,
     })
     assert r.status_code == 201, r.text
+    env.accept_invitation(email, PASSWORD)
 
 
 def hidden(page: str, name: str) -> str:

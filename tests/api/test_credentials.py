@@ -27,11 +27,14 @@ def new_key(env: Env, role: str = "agent", *, headers: dict[str, str] | None = N
 
 
 def make_user(env: Env, email: str, roles: list[str], *, admin: dict[str, str] | None = None) -> str:
+    """Created by an admin key (which never sets a password); the person sets PASSWORD
+    with the link mailed to them."""
     r = env.client.post("/v1/users", headers=admin or env.h("admin"), json={
-        "email": email, "name": email.split("@", maxsplit=1)[0].title(), "password": PASSWORD,
+        "email": email, "name": email.split("@", maxsplit=1)[0].title(),
         "roles": roles, "groups": ["finance-leads"] if "approver" in roles else [],
     })
     assert r.status_code == 201, r.text
+    env.accept_invitation(email, PASSWORD)
     return str(r.json()["user_id"])
 
 
@@ -239,9 +242,11 @@ def test_an_admin_reset_ends_the_users_sessions_and_lifts_the_lockout(env: Env) 
     for _ in range(10):
         attempt(env, "alice@example.com", "a wrong password guess")
     assert attempt(env, "alice@example.com", PASSWORD) == 429
-    weak = env.client.post(f"/v1/users/{user_id}/password", headers=env.h("admin"), json={"password": "x"})
+    root, csrf = login(env, env.approver, env.approver_password)  # a logged-in admin may choose it
+    write = {"X-CSRF-Token": csrf}
+    weak = root.post(f"/v1/users/{user_id}/password", headers=write, json={"password": "x"})
     assert weak.status_code == 422 and weak.json()["code"] == "WEAK_PASSWORD"
-    r = env.client.post(f"/v1/users/{user_id}/password", headers=env.h("admin"), json={"password": NEW_PASSWORD})
+    r = root.post(f"/v1/users/{user_id}/password", headers=write, json={"password": NEW_PASSWORD})
     assert r.status_code == 200 and "password" not in str(r.json()).replace("password_", "")
     assert alice.get("/v1/sessions/current").status_code == 401
     assert attempt(env, "alice@example.com", PASSWORD) == 401
@@ -296,7 +301,7 @@ def test_another_tenants_users_are_out_of_reach(env: Env) -> None:
     for r in (
         env.client.patch(f"/v1/users/{victim}", headers=theirs, json={"disabled": True}),
         env.client.delete(f"/v1/users/{victim}", headers=theirs),
-        env.client.post(f"/v1/users/{victim}/password", headers=theirs, json={"password": NEW_PASSWORD}),
+        env.client.post(f"/v1/users/{victim}/password", headers=theirs),
     ):
         assert r.status_code == 404 and r.json()["code"] == "USER_NOT_FOUND", r.text
     assert alice.get("/v1/sessions/current").status_code == 200

@@ -21,12 +21,15 @@ BIG = {**WIRE, "amount_minor": 6_000_000}
 
 def make_user(env: Env, email: str, *, roles: list[str] | None = None, groups: list[str] | None = None,
               admin_key: str | None = None) -> dict[str, Any]:
+    """Created by an admin key (no password from a machine); the person sets PASSWORD
+    with the link mailed to them."""
     headers = bearer(admin_key) if admin_key else env.h("admin")
     r = env.client.post("/v1/users", headers=headers, json={
-        "email": email, "name": email.split("@", maxsplit=1)[0].title(), "password": PASSWORD,
+        "email": email, "name": email.split("@", maxsplit=1)[0].title(),
         "roles": roles or ["approver"], "groups": groups if groups is not None else ["finance-leads"],
     })
     assert r.status_code == 201, r.text
+    env.accept_invitation(email, PASSWORD)
     body: dict[str, Any] = r.json()
     return body
 
@@ -50,21 +53,20 @@ def test_create_user_never_returns_the_hash_and_lists_users(env: Env) -> None:
     user = make_user(env, "Alice@Example.com")
     assert user["email"] == "alice@example.com"
     assert user["roles"] == ["approver"] and user["groups"] == ["finance-leads"]
-    assert not any("hash" in k or "password" in k for k in user)
+    assert not any("hash" in k for k in user) and "argon2" not in str(user)
     listed = env.client.get("/v1/users", headers=env.h("admin")).json()["data"]
     assert [u["email"] for u in listed] == [env.approver, "alice@example.com"]  # the demo's approver first
+    assert [u["password_set"] for u in listed] == [True, True]
     assert "argon2" not in str(listed)
     again = env.client.post("/v1/users", headers=env.h("admin"), json={
-        "email": "alice@example.com", "name": "A", "password": PASSWORD, "roles": ["admin"]})
+        "email": "alice@example.com", "name": "A", "roles": ["admin"]})
     assert again.status_code == 409 and again.json()["code"] == "EMAIL_TAKEN"
 
 
 def test_only_tenant_admins_create_users_and_bad_input_is_422(env: Env) -> None:
-    body = {"email": "bob@example.com", "name": "Bob", "password": PASSWORD, "roles": ["approver"]}
+    body = {"email": "bob@example.com", "name": "Bob", "roles": ["approver"]}
     assert env.client.post("/v1/users", headers=env.h("agent"), json=body).status_code == 403
     assert env.client.post("/v1/users", json=body).status_code == 401
-    weak = env.client.post("/v1/users", headers=env.h("admin"), json={**body, "password": "short"})
-    assert weak.status_code == 422 and weak.json()["code"] == "WEAK_PASSWORD"
     role = env.client.post("/v1/users", headers=env.h("admin"), json={**body, "roles": ["root"]})
     assert role.status_code == 422
     reserved = env.client.post("/v1/users", headers=env.h("admin"), json={**body, "groups": ["tenant-admins"]})
@@ -310,8 +312,12 @@ def test_a_logged_in_admin_creates_users_with_the_csrf_header(env: Env) -> None:
     root, csrf = login(env, "root@example.com")
     body = {"email": "carol@example.com", "name": "Carol", "password": PASSWORD, "roles": ["approver"]}
     assert root.post("/v1/users", json=body).status_code == 403
+    weak = root.post("/v1/users", json={**body, "password": "short"}, headers={"X-CSRF-Token": csrf})
+    assert weak.status_code == 422 and weak.json()["code"] == "WEAK_PASSWORD"
     r = root.post("/v1/users", json=body, headers={"X-CSRF-Token": csrf})
     assert r.status_code == 201 and r.json()["tenant_id"] == env.tenant_id
+    assert r.json()["password_set"] is True and "invitation" not in r.json()
+    login(env, "carol@example.com")  # an accountable human chose it: it works at once
     make_user(env, "alice@example.com")
     alice, alice_csrf = login(env, "alice@example.com")
     refused = alice.post("/v1/users", json={**body, "email": "dave@example.com"}, headers={"X-CSRF-Token": alice_csrf})

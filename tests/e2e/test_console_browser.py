@@ -11,6 +11,8 @@ bundle verifies on the public verification page. Screenshots go to ``tests/artif
 from __future__ import annotations
 
 import json
+import logging
+import re
 import socket
 import threading
 import time
@@ -52,10 +54,14 @@ class Live:
 
 @pytest.fixture
 def live(tmp_path: Path) -> Iterator[Live]:
-    """A real server on a free loopback port, with a tenant made over the HTTP API."""
+    """A real server on a free loopback port, with a tenant made over the HTTP API. No SMTP:
+    the development mailer writes mail to the server log (kept in ``server.log``)."""
     port = _free_port()
     settings = make_settings(tmp_path, port=port, public_url=f"http://127.0.0.1:{port}")
     services = open_services(settings)
+    log_path = tmp_path / "server.log"
+    handler = logging.FileHandler(log_path, encoding="utf-8")
+    logging.getLogger("warrantor.devmail").addHandler(handler)
     services.tenancy.bootstrap_operator(OPERATOR_KEY)
     server = uvicorn.Server(uvicorn.Config(create_app(settings, services=services), host="127.0.0.1",
                                            port=port, log_level="warning", lifespan="on"))
@@ -67,14 +73,26 @@ def live(tmp_path: Path) -> Iterator[Live]:
         assert time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.05)
     try:
-        yield _tenant(url)
+        yield _tenant(url, log_path)
     finally:
+        logging.getLogger("warrantor.devmail").removeHandler(handler)
+        handler.close()
         server.should_exit = True
         thread.join(timeout=15)
         services.store.close()
 
 
-def _tenant(url: str) -> Live:
+def _invitation_token(log_path: Path, email: str) -> str:
+    """The set-password link the development mailer logged for ``email``, as an operator
+    reading the server log would find it (the admin key that created the user never sees it)."""
+    text = log_path.read_text(encoding="utf-8")
+    mail = text[text.rindex(f"to={email} "):]
+    found = re.search(r"^\s*Set your password: \S+/invite/([0-9a-z]+)$", mail, re.M)
+    assert found, text
+    return found.group(1)
+
+
+def _tenant(url: str, log_path: Path) -> Live:
     with httpx.Client(base_url=url, timeout=20) as api:
         tenant = api.post("/v1/tenants", json={"name": "Acme Payments"}, headers=bearer(OPERATOR_KEY)).json()
         keys = {
@@ -85,10 +103,14 @@ def _tenant(url: str) -> Live:
         }
         admin = bearer(keys["admin"])
         # The approver first: a bundle whose approvers name nobody in the tenant is refused.
+        # An admin key cannot choose her password: she sets it with the mailed link.
         r = api.post("/v1/users", headers=admin, json={
-            "email": "fiona@acme.example", "name": "Fiona Lead", "password": PASSWORD,
+            "email": "fiona@acme.example", "name": "Fiona Lead",
             "roles": ["approver"], "groups": ["finance-leads", "comms-reviewers"]})
         assert r.status_code == 201, r.text
+        token = _invitation_token(log_path, "fiona@acme.example")
+        r = api.post(f"/v1/invitations/{token}", json={"password": PASSWORD})
+        assert r.status_code == 200, r.text
         policy = demo_bundle()
         policy["config"] = {**policy["config"], "budgets": [
             {"id": "daily-wires", "metric": "payload.amount_minor", "scope": "tenant", "window": "1d",

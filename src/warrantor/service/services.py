@@ -14,6 +14,7 @@ from warrantor.service.confirm_execution import ExecutionConfirmer
 from warrantor.service.context import Deps, Limits
 from warrantor.service.grants import Grants
 from warrantor.service.grants import install as install_grants
+from warrantor.service.invitations import Invitations
 from warrantor.service.keyring import KeyRing
 from warrantor.service.notarize import Notarizer
 from warrantor.service.notify import Mailer, Notifier, NullMailer
@@ -43,6 +44,7 @@ class Services:
     integrator: Integrator
     confirmer: ExecutionConfirmer
     users: Users
+    invitations: Invitations
     grants: Grants
     webhooks: Webhooks
     webhook_dispatcher: WebhookDispatcher
@@ -87,6 +89,7 @@ def build_services(
     grants = install_grants(deps, authorizer)
     deps.events = WebhookEvents(deps)
     approvals = Approvals(deps)
+    users = Users(deps, approvals)
     transparency, integrator = build_log(store, data_dir, keyring, clock, log_config or LogConfig())
     return Services(
         deps=deps,
@@ -102,7 +105,8 @@ def build_services(
         transparency=transparency,
         integrator=integrator,
         confirmer=ExecutionConfirmer(deps),
-        users=Users(deps, approvals),
+        users=users,
+        invitations=Invitations(deps, users),
         grants=grants,
         webhooks=Webhooks(deps),
         webhook_dispatcher=WebhookDispatcher(deps),

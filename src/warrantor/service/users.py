@@ -17,6 +17,9 @@ Rules (DESIGN.md sections 1 and 5; issue 4):
   overshoot the limit, whichever server processes answer them. Checking the current
   password on a password change counts the same way. Unknown e-mails cost the same argon2
   verification as known ones, so timing does not reveal accounts.
+- Passwords are chosen by the person: a user created without one (by an API key, see
+  ``service/invitations.py``) cannot log in until they set one through the mailed link.
+  Disabling, deleting or setting a password any other way voids outstanding links.
 - User lifecycle (admins): roles, groups and ``disabled`` change with ``update``; ``delete``
   leaves a tombstone (see ``schema_humans``). Disabling, deleting, an admin's password
   reset and a user's own password change end the user's sessions at once (the user's own
@@ -40,8 +43,8 @@ import hashlib
 import hmac
 import re
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -139,8 +142,11 @@ class Users:
 
     # -- users ----------------------------------------------------------------------------
     def create(
-        self, tenant_id: str, *, email: str, name: str, password: str, roles: list[str], groups: list[str],
+        self, tenant_id: str, *, email: str, name: str, password: str | None, roles: list[str], groups: list[str],
+        also: Callable[[Repo, User], None] | None = None,
     ) -> User:
+        """A user with ``password`` (None: no usable password yet, for an invitation); ``also``
+        runs in the same transaction once the user row is written."""
         user = User(
             id=self._d.ids.new("usr"),
             tenant_id=tenant_id,
@@ -149,8 +155,9 @@ class Users:
             roles=_valid_roles(roles),
             groups=_valid_groups(groups),
             created_at=self._d.clock.now(),
+            password_set=password is not None,
         )
-        digest = self._hasher.hash(_valid_password(password))
+        digest = None if password is None else self.hash_password(password)
 
         def job(repo: Repo) -> None:
             if repo.get_tenant(tenant_id) is None:
@@ -158,6 +165,8 @@ class Users:
             if rh.email_taken(repo, user.email):
                 raise ConflictError(f"a user with e-mail {user.email} already exists", code="EMAIL_TAKEN")
             rh.insert_user(repo, user, digest)
+            if also is not None:
+                also(repo, user)
 
         try:
             self._d.store.write(job)
@@ -184,13 +193,13 @@ class Users:
             disabled_at = user.disabled_at
             if disabled is not None:
                 disabled_at = (user.disabled_at or now) if disabled else None
-            after = User(user.id, user.tenant_id, user.email, user.name,
-                         user.roles if new_roles is None else new_roles,
-                         user.groups if new_groups is None else new_groups, user.created_at, disabled_at)
+            after = replace(user, roles=user.roles if new_roles is None else new_roles,
+                            groups=user.groups if new_groups is None else new_groups, disabled_at=disabled_at)
             _keep_an_admin(repo, user, after)
             rh.update_user(repo, tenant_id, user_id, roles=after.roles, groups=after.groups, disabled_at=disabled_at)
             if disabled_at is not None:
                 rh.delete_user_sessions(repo, tenant_id, user_id)
+                rh.void_invitations(repo, tenant_id, user_id)
             return after
 
         return self._d.store.write(job)
@@ -205,21 +214,24 @@ class Users:
             gone = User(user.id, user.tenant_id, user.email, user.name, (), (), user.created_at, now)
             _keep_an_admin(repo, user, gone)
             rh.delete_user_sessions(repo, tenant_id, user_id)
+            rh.void_invitations(repo, tenant_id, user_id)
             rh.tombstone_user(repo, tenant_id, user_id, now)
 
         self._d.store.write(job)
 
     def reset_password(self, tenant_id: str, user_id: str, password: str) -> User:
-        """An admin sets a user's password: every session of that user ends, and the
-        e-mail's failed-login lock-out is lifted."""
-        digest = self._hasher.hash(_valid_password(password))
+        """A logged-in admin sets a user's password (API keys send a link instead, see
+        ``service/invitations.py``): every session of that user ends, outstanding
+        set-password links are void, and the e-mail's failed-login lock-out is lifted."""
+        digest = self.hash_password(password)
 
         def job(repo: Repo) -> User:
             user = _live_user(repo, tenant_id, user_id)
             rh.set_password_hash(repo, tenant_id, user_id, digest)
             rh.delete_user_sessions(repo, tenant_id, user_id)
+            rh.void_invitations(repo, tenant_id, user_id)
             rh.clear_login_failures(repo, user.email)
-            return user
+            return replace(user, password_set=True)
 
         return self._d.store.write(job)
 
@@ -244,6 +256,7 @@ class Users:
                 raise AuthenticationError("the user no longer exists", code="HUMAN_SESSION_REQUIRED")
             rh.set_password_hash(repo, us.tenant_id, us.user.id, digest)
             rh.delete_user_sessions(repo, us.tenant_id, us.user.id)
+            rh.void_invitations(repo, us.tenant_id, us.user.id)
             rh.clear_login_failures(repo, email)
             rh.insert_session(repo, session)
 
@@ -295,11 +308,18 @@ class Users:
 
         self._d.store.write(job)
 
+    def hash_password(self, password: str) -> str:
+        """The argon2id hash of a password that meets the strength rules (422 otherwise)."""
+        return self._hasher.hash(_valid_password(password))
+
     def _verify(self, stored: str | None, password: str) -> bool:
+        """Whether ``password`` matches ``stored``. No hash, or no usable one (a user who has
+        not set a password), costs the same argon2 work as a real one and never matches."""
         if len(password) > MAX_PASSWORD:
             return False
+        usable = stored if stored and stored.startswith("$argon2") else None
         try:
-            return bool(self._hasher.verify(stored or self._dummy(), password)) and stored is not None
+            return bool(self._hasher.verify(usable or self._dummy(), password)) and usable is not None
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 

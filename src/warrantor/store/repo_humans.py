@@ -23,7 +23,7 @@ from warrantor.store.codec import utc as _utc
 from warrantor.store.codec import utc_required as _req_utc
 from warrantor.store.repo import Repo
 from warrantor.store.schema import actions, tenants
-from warrantor.store.schema_humans import cosignatures, login_failures, user_sessions, users
+from warrantor.store.schema_humans import cosignatures, login_failures, user_invitations, user_sessions, users
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ class User:
     created_at: datetime
     disabled_at: datetime | None = None
     deleted_at: datetime | None = None
+    password_set: bool = True  # False until an invited user sets one (never the hash itself)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -48,6 +49,7 @@ class User:
             "groups": list(self.groups),
             "created_at": isoformat(self.created_at),
             "disabled": self.disabled_at is not None,
+            "password_set": self.password_set,
         }
 
 
@@ -84,14 +86,15 @@ class Cosignature:
 
 
 # -- users ------------------------------------------------------------------------------
-def insert_user(repo: Repo, user: User, password_hash: str) -> None:
+def insert_user(repo: Repo, user: User, password_hash: str | None) -> None:
+    """``password_hash`` None: an invited user, who cannot log in until they set one."""
     repo.conn.execute(
         sa.insert(users).values(
             id=user.id,
             tenant_id=user.tenant_id,
             email=user.email,
             name=user.name,
-            password_hash=password_hash,
+            password_hash=password_hash or _NO_PASSWORD,
             roles_json=json.dumps(list(user.roles)),
             groups_json=json.dumps(list(user.groups)),
             created_at=user.created_at,
@@ -185,6 +188,7 @@ def _user(m: RowMapping) -> User:
         created_at=_req_utc(m["created_at"]),
         disabled_at=_utc(m["disabled_at"]),
         deleted_at=_utc(m["deleted_at"]),
+        password_set=m["password_hash"] != _NO_PASSWORD,
     )
 
 
@@ -244,6 +248,56 @@ def delete_stale_sessions(repo: Repo, idle_before: datetime, now: datetime) -> i
             sa.or_(user_sessions.c.last_seen_at < idle_before, user_sessions.c.expires_at <= now)
         )
     )
+    return int(result.rowcount or 0)
+
+
+# -- invitations (set-password links) ----------------------------------------------------
+@dataclass(frozen=True)
+class Invitation:
+    token_hash: str
+    tenant_id: str
+    user_id: str
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None
+
+
+def clear_password(repo: Repo, tenant_id: str, user_id: str) -> None:
+    """Make the user's password unusable (a reset by link: the old one stops working)."""
+    set_password_hash(repo, tenant_id, user_id, _NO_PASSWORD)
+
+
+def insert_invitation(repo: Repo, inv: Invitation) -> None:
+    repo.conn.execute(sa.insert(user_invitations).values(
+        token_hash=inv.token_hash, tenant_id=inv.tenant_id, user_id=inv.user_id,
+        created_at=inv.created_at, expires_at=inv.expires_at, used_at=inv.used_at,
+    ))
+
+
+def invitation_by_hash(repo: Repo, token_hash: str) -> Invitation | None:
+    """The lookup by the link's token: it names one tenant and user, bound to from then on."""
+    row = repo.conn.execute(sa.select(user_invitations).where(user_invitations.c.token_hash == token_hash)).first()
+    if row is None:
+        return None
+    m = row._mapping
+    return Invitation(m["token_hash"], m["tenant_id"], m["user_id"], _req_utc(m["created_at"]),
+                      _req_utc(m["expires_at"]), _utc(m["used_at"]))
+
+
+def use_invitation(repo: Repo, token_hash: str, now: datetime) -> bool:
+    """Mark an unused invitation used; False when another request used it first."""
+    result = repo.conn.execute(
+        sa.update(user_invitations)
+        .where(user_invitations.c.token_hash == token_hash, user_invitations.c.used_at.is_(None))
+        .values(used_at=now)
+    )
+    return bool(result.rowcount)
+
+
+def void_invitations(repo: Repo, tenant_id: str, user_id: str) -> int:
+    """Remove every invitation of one user: its links stop working (unknown from now on)."""
+    result = repo.conn.execute(sa.delete(user_invitations).where(
+        user_invitations.c.tenant_id == tenant_id, user_invitations.c.user_id == user_id))
     return int(result.rowcount or 0)
 
 

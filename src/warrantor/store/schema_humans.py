@@ -4,7 +4,8 @@ Imported at the end of schema.py so that one metadata holds every table. Queries
 ``repo_humans.py``; the use cases in ``service/users.py``.
 
 - ``users``: e-mail is unique across the deployment (it is the login name, and a login
-  form has no tenant picker); only an argon2id hash of the password is stored. A deleted
+  form has no tenant picker); only an argon2id hash of the password is stored (``!``, which
+  matches nothing, for a user who has not set one through an invitation yet). A deleted
   user stays as a tombstone (``deleted_at`` set, e-mail freed, no roles, no usable
   password) so that cosignatures and decisions keep naming an existing user id.
 - ``user_sessions``: the session id (160 random bits) lives only in the cookie; the table
@@ -12,6 +13,10 @@ Imported at the end of schema.py so that one metadata holds every table. Queries
 - ``login_failures``: one row per failed (or in-flight) login per e-mail, counted over a
   sliding window to stop password guessing. Keyed by e-mail rather than tenant, because a
   failed login belongs to no tenant yet.
+- ``user_invitations``: single-use set-password links. The token (160 random bits) is
+  only in the mailed link; the table holds its sha256, the user, the expiry and when it
+  was used. A newer invitation, a password set any other way, disabling or deleting the
+  user removes the user's outstanding rows, so an older link stops working.
 - ``cosignatures``: a human's signed attestation on an action, one per user and action.
 - ``approver_directory``: e-mail addresses an admin has declared as approvers of the
   tenant without a console account (they decide by e-mailed code only).
@@ -59,6 +64,18 @@ login_failures = sa.Table(
     sa.Column("email", sa.String(320), nullable=False),
     sa.Column("failed_at", TS, nullable=False),
     sa.Index(None, "email", "failed_at"),
+)
+
+user_invitations = sa.Table(
+    "user_invitations",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    tenant_column(),
+    sa.Column("user_id", sa.String(64), sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("expires_at", TS, nullable=False),
+    sa.Column("used_at", TS),
+    sa.Index(None, "user_id"),
 )
 
 cosignatures = sa.Table(

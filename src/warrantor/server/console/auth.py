@@ -10,11 +10,14 @@
   missing or wrong token is 403 ``CSRF_FAILED``.
 - The login form, which has no session yet, is protected by a double-submit token: a
   random value in a short-lived cookie that the form must echo.
+- ``AdminCaller`` says whether a tenant admin is an API key (a machine) or a logged-in
+  human: only a human admin may choose another human's password.
 """
 
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -110,6 +113,25 @@ def admin_tenant(request: Request, svc: Svc) -> str:
     return us.tenant_id
 
 
+@dataclass(frozen=True)
+class Admin:
+    """A tenant admin: ``user`` is the logged-in human, or None for an API key."""
+
+    tenant_id: str
+    user: UserSession | None
+
+    @property
+    def is_key(self) -> bool:
+        return self.user is None
+
+
+def admin_caller(request: Request, svc: Svc) -> Admin:
+    """``admin_tenant``, and who it was: an API key or a logged-in admin."""
+    tenant_id = admin_tenant(request, svc)
+    return Admin(tenant_id, None if request.headers.get("authorization") else current_user(request, svc))
+
+
 Human = Annotated[UserSession, Depends(human)]
 HumanWrite = Annotated[UserSession, Depends(human_with_csrf)]
 AdminTenant = Annotated[str, Depends(admin_tenant)]
+AdminCaller = Annotated[Admin, Depends(admin_caller)]

@@ -3,6 +3,11 @@
 - ``POST /v1/users`` / ``GET /v1/users``: a tenant-admin API key or a logged-in admin.
 - ``PATCH /v1/users/{id}`` (roles, groups, ``disabled``), ``DELETE /v1/users/{id}`` and
   ``POST /v1/users/{id}/password`` (an admin's reset): the same admins, own tenant only.
+- An API key never chooses a human's password (422 ``PASSWORD_NOT_ALLOWED_FOR_API_KEYS``,
+  nothing written): it creates users without one, and its reset voids the old one; either
+  way a set-password link goes to the user's address. A logged-in admin may set one, or
+  omit it to send the link. ``POST /v1/invitations/{token}`` sets the password with the
+  link's token (``service/invitations.py``).
 - ``POST /v1/me/password``: the logged-in user changes their own password (current
   password and CSRF header required); the response carries a new session cookie.
 - ``POST /v1/sessions`` logs in (sets the ``warrantor_session`` cookie and returns the
@@ -24,8 +29,11 @@ from pydantic import Field, model_validator
 from starlette.responses import Response
 
 from warrantor.domain.clock import isoformat
+from warrantor.errors import ValidationError
 from warrantor.server.console.auth import (
     COOKIE,
+    Admin,
+    AdminCaller,
     AdminTenant,
     Human,
     HumanWrite,
@@ -43,7 +51,7 @@ router = APIRouter(tags=["humans"])
 class UserIn(Strict):
     email: str = Field(min_length=3, max_length=320)
     name: str = Field(min_length=1, max_length=200)
-    password: str = Field(min_length=1, max_length=1024)
+    password: str | None = Field(default=None, min_length=1, max_length=1024)  # logged-in admins only
     roles: list[Literal["approver", "admin", "auditor"]] = Field(min_length=1, max_length=3)
     groups: list[str] = Field(default_factory=list, max_length=50)
 
@@ -61,6 +69,10 @@ class UserPatchIn(Strict):
 
 
 class PasswordResetIn(Strict):
+    password: str | None = Field(default=None, min_length=1, max_length=1024)  # logged-in admins only
+
+
+class InvitationIn(Strict):
     password: str = Field(min_length=1, max_length=1024)
 
 
@@ -82,11 +94,27 @@ class CosignIn(Strict):
     statement: str | None = Field(default=None, max_length=2000)
 
 
+def _no_password_from_keys(admin: Admin, password: str | None) -> None:
+    if admin.is_key and password is not None:
+        raise ValidationError(
+            "expected no 'password' from an API key: a machine never sets a human's password; omit it "
+            "and Warrantor mails the user a set-password link",
+            code="PASSWORD_NOT_ALLOWED_FOR_API_KEYS", details={"field": "password"},
+        )
+
+
 @router.post("/v1/users", status_code=201)
-def create_user(body: UserIn, svc: Svc, tenant_id: AdminTenant) -> dict[str, Any]:
-    """Create a console user (never returns the password hash). 409 ``EMAIL_TAKEN``."""
+def create_user(body: UserIn, svc: Svc, admin: AdminCaller) -> dict[str, Any]:
+    """Create a console user (never returns the password hash). 409 ``EMAIL_TAKEN``.
+    Without ``password``, the user is mailed a set-password link (``invitation`` in the
+    answer says where and until when; the link itself is never returned)."""
+    _no_password_from_keys(admin, body.password)
+    if body.password is None:
+        return svc.invitations.invite(
+            admin.tenant_id, email=body.email, name=body.name, roles=list(body.roles), groups=body.groups,
+        ).to_dict()
     user = svc.users.create(
-        tenant_id, email=body.email, name=body.name, password=body.password,
+        admin.tenant_id, email=body.email, name=body.name, password=body.password,
         roles=list(body.roles), groups=body.groups,
     )
     return user.to_dict()
@@ -116,9 +144,27 @@ def delete_user(user_id: str, svc: Svc, tenant_id: AdminTenant) -> Response:
 
 
 @router.post("/v1/users/{user_id}/password")
-def reset_password(user_id: str, body: PasswordResetIn, svc: Svc, tenant_id: AdminTenant) -> dict[str, Any]:
-    """An admin sets a user's password; every session of that user ends."""
-    return svc.users.reset_password(tenant_id, user_id, body.password).to_dict()
+def reset_password(
+    user_id: str, svc: Svc, admin: AdminCaller, body: Annotated[PasswordResetIn | None, Body()] = None,
+) -> dict[str, Any]:
+    """An admin resets a user's password; every session of that user ends. A logged-in
+    admin may set the new one; otherwise (always for API keys) the old one stops working
+    and a set-password link is mailed to the user. 409 ``USER_DISABLED`` for a link."""
+    password = body.password if body else None
+    _no_password_from_keys(admin, password)
+    if password is None:
+        return svc.invitations.resend(admin.tenant_id, user_id).to_dict()
+    return svc.users.reset_password(admin.tenant_id, user_id, password).to_dict()
+
+
+@router.post("/v1/invitations/{token}")
+def accept_invitation(token: str, body: InvitationIn, svc: Svc) -> Response:
+    """Set your password with the token from the mailed link (no login: the token is the
+    credential). 404 ``INVITATION_NOT_FOUND``, 410 ``INVITATION_USED`` /
+    ``INVITATION_EXPIRED``, 422 ``WEAK_PASSWORD``. Log in with ``POST /v1/sessions`` after."""
+    user = svc.invitations.accept(token, body.password)
+    return Response(orjson.dumps({"user": user.to_dict()}), media_type="application/json",
+                    headers={"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"})
 
 
 @router.post("/v1/me/password")

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-01 22:17:12.415853
+Create Date: 2026-12-01 22:30:26.107043
 """
 
 from __future__ import annotations
@@ -401,6 +401,20 @@ def upgrade() -> None:
     with op.batch_alter_table('cosignatures', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_cosignatures_tenant_id_action_id'), ['tenant_id', 'action_id'], unique=False)
 
+    op.create_table('user_invitations',
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('tenant_id', sa.String(length=64), nullable=False),
+    sa.Column('user_id', sa.String(length=64), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('used_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_user_invitations_tenant_id')),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_user_invitations_user_id')),
+    sa.PrimaryKeyConstraint('token_hash', name=op.f('pk_user_invitations'))
+    )
+    with op.batch_alter_table('user_invitations', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_user_invitations_user_id'), ['user_id'], unique=False)
+
     op.create_table('user_sessions',
     sa.Column('id_hash', sa.String(length=64), nullable=False),
     sa.Column('tenant_id', sa.String(length=64), nullable=False),
@@ -472,6 +486,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_user_sessions_user_id'))
 
     op.drop_table('user_sessions')
+    with op.batch_alter_table('user_invitations', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_user_invitations_user_id'))
+
+    op.drop_table('user_invitations')
     with op.batch_alter_table('cosignatures', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_cosignatures_tenant_id_action_id'))
 
