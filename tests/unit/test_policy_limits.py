@@ -180,3 +180,12 @@ def test_a_child_over_its_cpu_limit_is_stopped() -> None:
 def test_a_crashing_child_is_reported_not_fatal() -> None:
     with pytest.raises(SandboxError, match="SIGSEGV"):
         run_isolated(_crash, None, SandboxLimits())
+
+
+def _raise(_: Any) -> dict[str, Any]:
+    raise RuntimeError("unexpected")
+
+
+def test_an_exception_in_the_child_is_reported() -> None:
+    with pytest.raises(SandboxError, match="RuntimeError: unexpected"):
+        run_isolated(_raise, None, SandboxLimits())

@@ -81,12 +81,13 @@ def run_isolated(
         os.close(read_fd)
         _child(check, arg, limits, write_fd)
     os.close(write_fd)
-    status = 0
+    deadline = time.monotonic() + limits.timeout_seconds
+    data, timed_out = b"", True
     try:
-        data, timed_out = _read_until(read_fd, time.monotonic() + limits.timeout_seconds)
+        data, timed_out = _read_until(read_fd, deadline)
     finally:
         os.close(read_fd)
-        status = _reap(pid)
+        status = _reap(pid, deadline if not timed_out else 0.0)
     if timed_out:
         raise SandboxError(f"the check took longer than {limits.timeout_seconds:g} s")
     if os.WIFSIGNALED(status):
@@ -98,16 +99,25 @@ def run_isolated(
         raise SandboxError(f"the check ended without an answer (exit status {status})") from exc
     if not isinstance(answer, dict):
         raise SandboxError("the check answered with something other than an object")
+    if "failed" in answer:
+        raise SandboxError(f"the check failed: {answer['failed']}")
     return answer
 
 
-def _reap(pid: int) -> int:
-    """The child's wait status; SIGKILLs it first if it is still running."""
-    done, status = os.waitpid(pid, os.WNOHANG)
-    if done == 0:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        _, status = os.waitpid(pid, 0)
+def _reap(pid: int, deadline: float) -> int:
+    """The child's wait status. A child that closed the pipe is exiting: it gets until
+    ``deadline`` to finish; one still running then (or at once, after a time-out) is
+    SIGKILLed."""
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done != 0:
+            return status
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.001)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
     return status
 
 
@@ -143,7 +153,7 @@ def _child(check: Callable[[Any], dict[str, Any]], arg: Any, limits: SandboxLimi
         _apply_limits(limits)
         answer: list[dict[str, Any]] = []
         threading.stack_size(limits.stack_bytes)
-        worker = threading.Thread(target=lambda: answer.append(check(arg)), daemon=True)
+        worker = threading.Thread(target=lambda: answer.append(_answer(check, arg)), daemon=True)
         worker.start()
         worker.join()
         if answer:
@@ -154,6 +164,15 @@ def _child(check: Callable[[Any], dict[str, Any]], arg: Any, limits: SandboxLimi
             code = 0
     finally:
         os._exit(code)
+
+
+def _answer(check: Callable[[Any], dict[str, Any]], arg: Any) -> dict[str, Any]:
+    """``check(arg)``, or ``{"failed": ...}``: an exception is reported, never printed
+    (the parent's stderr lock may have been held by another thread at fork time)."""
+    try:
+        return check(arg)
+    except Exception as exc:
+        return {"failed": f"{type(exc).__name__}: {exc}"[:500]}
 
 
 def _quiet_signals() -> None:
