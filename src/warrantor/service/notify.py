@@ -120,8 +120,9 @@ class DevMailer:
     def announce(self) -> None:
         self._log.warning(
             "development mailer: WARRANTOR_SMTP_URL is not set, so e-mail is NOT delivered; approval "
-            "mails (recipient, subject, approval link) are written to this log instead. Anyone who can "
-            "read this log can approve; set WARRANTOR_SMTP_URL in production."
+            "mails (recipient, subject, approval link) and set-password links are written to this log "
+            "instead. Anyone who can read this log can approve and set invited users' passwords; set "
+            "WARRANTOR_SMTP_URL in production."
         )
 
     def send(self, to: str, subject: str, body: str, *, tenant_id: str | None = None) -> None:
