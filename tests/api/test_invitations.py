@@ -10,6 +10,7 @@ still decides by the personal code mailed to them.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ from fastapi.testclient import TestClient
 
 from support import WIRE, Env, bearer, make_env
 from warrantor.domain.clock import FixedClock
+from warrantor.errors import WarrantorError
 from warrantor.service.invitations import INVITATION_TTL
 
 PASSWORD = "correct horse battery staple"
@@ -118,7 +120,8 @@ def test_the_invited_user_logs_in_only_after_setting_the_password(env: Env) -> N
     assert login_status(env, "alice@example.com", PASSWORD) == 201
 
 
-def test_a_link_works_once(env: Env) -> None:
+def test_a_link_works_once(store_env: Env) -> None:
+    env = store_env
     invite(env, "alice@example.com")
     token = env.mail.invitation_token("alice@example.com")
     assert accept(env, token).status_code == 200
@@ -128,6 +131,33 @@ def test_a_link_works_once(env: Env) -> None:
     unknown = accept(env, "0" * 32)
     assert unknown.status_code == 404 and unknown.json()["code"] == "INVITATION_NOT_FOUND"
     assert accept(env, "x" * 500).status_code == 404
+
+
+def test_two_requests_racing_with_one_link_set_one_password(store_env: Env) -> None:
+    env = store_env
+    invite(env, "alice@example.com")
+    token = env.mail.invitation_token("alice@example.com")
+    start = threading.Barrier(2)
+    results: dict[str, str] = {}
+
+    def use(password: str) -> None:
+        start.wait()
+        try:
+            env.services.invitations.accept(token, password)
+            results[password] = "set"
+        except WarrantorError as exc:
+            results[password] = exc.code
+
+    threads = [threading.Thread(target=use, args=(p,)) for p in ("first long passphrase", "second long passphrase")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert sorted(results.values()) == ["INVITATION_USED", "set"], results
+    winner = next(p for p, outcome in results.items() if outcome == "set")
+    loser = next(p for p in results if p != winner)
+    assert login_status(env, "alice@example.com", winner) == 201
+    assert login_status(env, "alice@example.com", loser) == 401
 
 
 @pytest.fixture
