@@ -61,6 +61,10 @@ def setup(base: str) -> tuple[str, dict[str, str]]:
         return str(r.json()["key"])
 
     admin = {"Authorization": f"Bearer {key('admin')}"}
+    # The demo policy names these groups: someone must hold them before it can be uploaded.
+    httpx.post(f"{base}/v1/users", headers=admin, json={
+        "email": "lead@bench.example", "name": "Lead", "roles": ["approver"],
+        "groups": ["finance-leads", "comms-reviewers"]}).raise_for_status()
     hashes = {}
     for mode, config in (("off", demo_bundle()["config"]), ("on", ON_CONFIG)):
         r = httpx.post(f"{base}/v1/policies", json={**demo_bundle(), "config": config}, headers=admin)

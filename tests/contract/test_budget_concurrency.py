@@ -92,6 +92,11 @@ def _tenant(url: str, config: dict[str, Any]) -> dict[str, str]:
         for role in ("admin", "agent")
     }
     admin = bearer(keys["admin"])
+    # The demo policy names these groups: someone must hold them before it can be uploaded.
+    r = httpx.post(f"{url}/v1/users", headers=admin, json={
+        "email": "lead@race.example", "name": "Lead", "roles": ["approver"],
+        "groups": ["finance-leads", "comms-reviewers"]})
+    assert r.status_code == 201, r.text
     r = httpx.post(f"{url}/v1/policies", json={**demo_bundle(), "config": config}, headers=admin)
     assert r.status_code == 201, r.text
     r = httpx.post(f"{url}/v1/policies/{r.json()['bundle_hash']}/activate", headers=admin)
