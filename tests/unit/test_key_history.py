@@ -86,3 +86,14 @@ def test_a_bundle_that_widens_a_keys_validity_is_reported() -> None:
     result = follow_history(pinned, HISTORY, offered)
     assert any(f"key {A.keyid}: the bundle states a validity" in p for p in result.problems)
     assert dict((k.keyid, k.not_after) for k in result.keys)[A.keyid] == T1  # the statements win
+
+
+def test_a_stolen_retired_key_cannot_backdate_a_rotation_to_a_new_key() -> None:
+    """A pin that already knows A was retired (A -> B at T1): a statement signed with A's
+    stolen private key naming a new successor inside A's old validity adds no key."""
+    pinned = replay_history(HISTORY)
+    forged = [genesis(), rotation(1, MALLORY, A, T0 + timedelta(days=1))]
+    offered = [*pinned, replace(MALLORY.verify_key(), not_before=T0 + timedelta(days=1))]
+    result = follow_history(pinned, forged, offered)
+    assert MALLORY.keyid not in {k.keyid for k in result.keys}
+    assert any("was retired" in p for p in result.problems)

@@ -8,7 +8,9 @@ Rules (the trust anchor is the first key; everything after it must be vouched fo
 2. Entry 0 is a ``genesis``: the first key, signed by itself, valid from ``not_before``.
 3. Entry ``n > 0`` is a ``rotation`` with ``sequence = n``, naming ``previous_keyid`` (the
    key of entry ``n - 1``) and signed by that previous key. From ``not_before`` the new key
-   signs and the previous one is retired: its validity ends at that instant.
+   signs and the previous one is retired: its validity ends at that instant. A key already
+   retired in the trust being followed introduces no new key (its stolen private key could
+   otherwise sign a backdated rotation to a key of the thief's).
 4. Validity windows are derived from the statements alone. A key that no statement
    introduces is not trusted, whatever list it appears in.
 
@@ -194,4 +196,7 @@ def _rotation_problem(event: KeyEvent, trusted: dict[str, VerifyKey], rotated_fr
         return f"key {prev.keyid} was already rotated to {rotated_from[prev.keyid]}"
     if not prev.valid_at(event.not_before):
         return f"rotation at {_time(event.not_before)} is outside the validity of key {prev.keyid}"
+    if prev.not_after is not None and event.keyid not in trusted:
+        # The trust already says who replaced it: a stolen retired key cannot name another.
+        return f"key {prev.keyid} was retired at {_time(prev.not_after)}; a rotation from it adds no new key"
     return None
