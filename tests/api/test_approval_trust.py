@@ -293,3 +293,11 @@ def test_an_agents_description_cannot_pose_as_the_approval_link(env: Env) -> Non
     real = next(i for i, line in enumerate(lines) if line.startswith("Review and decide: "))
     assert lines[real].endswith("/approve/" + env.code_for(action_id, env.approver))
     assert f"> {fake}" in lines and lines.index(f"> {fake}") > real  # quoted, after Warrantor's own
+
+
+def test_an_allow_rule_is_not_a_requirement_when_the_caller_asks_for_approval(env: Env) -> None:
+    """Only rules that hold an action give requirements: an allowed action held because the
+    caller asked gets the default requirement, never the allow rule's approvers or quorum."""
+    r = env.authorize(payload=dict(WIRE), require_approval=True)
+    assert r.status_code == 201 and r.json()["status"] == "pending_approval", r.text
+    assert [(q["source"], q["quorum"]) for q in r.json()["approval"]["requirements"]] == [("default", 1)]

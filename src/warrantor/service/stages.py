@@ -73,7 +73,8 @@ def policy_stage(draft: Draft, intent: Intent, facts: Facts) -> str:
     # Each rule that holds the action is its own requirement: widening one rule's approvers
     # with another's would let an agent that trips a second rule pick who approves the first.
     draft.default_approvers = enforce.bundle.config.approvals.default_approvers
-    for rule in decision.deciding_rules:
+    # An allow rule holds nothing: an action the caller asked to hold gets the default requirement.
+    for rule in decision.deciding_rules if effect is not Effect.ALLOW else ():
         approvers = rule.approvers or draft.default_approvers or (TENANT_ADMINS,)
         draft.requirements.append(ApprovalRequirement(approvers, rule.quorum or 1, f"rule:{rule.id}"))
         if rule.approval_ttl_seconds:
