@@ -24,6 +24,7 @@ is ``409 DUPLICATE_REQUEST``.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -77,6 +78,24 @@ class _Prepared:
         return self.facts.parent
 
 
+@dataclass(frozen=True)
+class _Sealed:
+    """A signed outcome and the job that commits it; answered only once the job committed."""
+
+    job: Callable[[Repo], None]
+    outcome: Outcome
+    action: Action
+    codes: list[ApprovalCode]
+
+
+def _take_guard_stop(draft: Draft, stop: GuardStop) -> None:
+    """A write guard stopped the action: its outcome replaces the draft's."""
+    draft.effect, draft.stage, draft.reason = stop.effect, stop.stage, stop.reason
+    draft.halt = stop.details or None
+    draft.deny_code = stop.code
+    draft.stages.append({"name": stop.stage, "outcome": stop.effect.value, "duration_us": 0})
+
+
 class Authorizer:
     """The pipeline. Extensions plug in at three points, in DESIGN.md's stage order:
 
@@ -96,6 +115,46 @@ class Authorizer:
         self.guards: list[WriteGuard] = []
 
     def authorize(self, principal: Principal, intent: Intent, idempotency_key: str | None) -> Outcome:
+        """Decide, seal and commit; blocks the calling thread until the commit."""
+        started = self._begin(principal, intent, idempotency_key)
+        if isinstance(started, Outcome):
+            return started
+        prepared, draft = started
+        try:
+            try:
+                sealed = self._seal(principal, prepared, draft, guarded=True)
+                self._d.store.write(sealed.job)
+            except GuardStop as stop:  # the guard's outcome replaces the draft's
+                _take_guard_stop(draft, stop)
+                sealed = self._seal(principal, prepared, draft, guarded=False)
+                self._d.store.write(sealed.job)
+        except UniqueViolationError as exc:
+            return self._replay_after_race(prepared, exc)
+        return self._finish(sealed)
+
+    async def authorize_async(self, principal: Principal, intent: Intent, idempotency_key: str | None) -> Outcome:
+        """``authorize`` for the event loop: the same steps, awaiting the group commit
+        instead of holding a thread (reads and CPU work run inline: they take microseconds)."""
+        started = self._begin(principal, intent, idempotency_key)
+        if isinstance(started, Outcome):
+            return started
+        prepared, draft = started
+        try:
+            try:
+                sealed = self._seal(principal, prepared, draft, guarded=True)
+                await self._d.store.write_async(sealed.job)
+            except GuardStop as stop:
+                _take_guard_stop(draft, stop)
+                sealed = self._seal(principal, prepared, draft, guarded=False)
+                await self._d.store.write_async(sealed.job)
+        except UniqueViolationError as exc:
+            return self._replay_after_race(prepared, exc)
+        return self._finish(sealed)
+
+    def _begin(
+        self, principal: Principal, intent: Intent, idempotency_key: str | None
+    ) -> Outcome | tuple[_Prepared, Draft]:
+        """The read phase and the evaluation: a replayed outcome, or what to seal."""
         tenant_id = require_role(principal, Role.AGENT, Role.ADMIN)
         intent = self._bind_agent(principal, intent)
         request_hash = intent.digest()  # the body is the intent: its digest identifies the request
@@ -106,22 +165,21 @@ class Authorizer:
         draft = self.evaluate(prepared.intent, prepared.facts)
         if not intent.instruction_hash:
             draft.warnings.append("instruction_hash is missing: prompt changes cannot be detected")
-        try:
-            try:
-                return self._seal_and_write(principal, prepared, draft, guarded=True)
-            except GuardStop as stop:  # the guard's outcome replaces the draft's
-                draft.effect, draft.stage, draft.reason = stop.effect, stop.stage, stop.reason
-                draft.halt = stop.details or None
-                draft.deny_code = stop.code
-                draft.stages.append({"name": stop.stage, "outcome": stop.effect.value, "duration_us": 0})
-                return self._seal_and_write(principal, prepared, draft, guarded=False)
-        except UniqueViolationError:
-            if idempotency_key is None:
-                raise
-            replay, _ = self._read_phase(tenant_id, intent, idempotency_key, request_hash)
-            if replay is None:
-                raise
-            return replay
+        return prepared, draft
+
+    def _replay_after_race(self, p: _Prepared, exc: UniqueViolationError) -> Outcome:
+        """Another request with the same idempotency key committed first: answer as it did."""
+        if p.idempotency_key is None:
+            raise exc
+        replay, _ = self._read_phase(p.tenant_id, p.intent, p.idempotency_key, p.request_hash)
+        if replay is None:
+            raise exc
+        return replay
+
+    def _finish(self, sealed: _Sealed) -> Outcome:
+        self._d.notifier.notify(sealed.action.id)
+        self._mail_codes(sealed.action, sealed.codes)
+        return sealed.outcome
 
     def explain(self, tenant_id: str, intent: Intent, bundle_hash: str | None) -> dict[str, Any]:
         """Dry run: every stage and rule that would decide ``intent``; nothing is written."""
@@ -206,7 +264,8 @@ class Authorizer:
     _decide = staticmethod(decide)
 
     # -- seal and write ------------------------------------------------------------------
-    def _seal_and_write(self, principal: Principal, p: _Prepared, draft: Draft, *, guarded: bool) -> Outcome:
+    def _seal(self, principal: Principal, p: _Prepared, draft: Draft, *, guarded: bool) -> _Sealed:
+        """Sign the warrant or receipt and build the one write job that records it all."""
         now = self._d.clock.now()
         action_id = self._d.ids.new("act")
         intent_doc = p.intent.canonical()
@@ -282,10 +341,7 @@ class Authorizer:
                 "agent_id": action.agent_id,
                 "reason_code": self._deny_code(draft) if status is Status.DENIED else draft.reason})
 
-        self._d.store.write(job)
-        self._d.notifier.notify(action_id)
-        self._mail_codes(action, codes)
-        return Outcome(status_code, body)
+        return _Sealed(job, Outcome(status_code, body), action, codes)
 
     def _approval(
         self, p: _Prepared, action_id: str, draft: Draft, now: datetime

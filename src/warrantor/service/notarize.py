@@ -17,6 +17,7 @@ the raw text, so retention can erase details while the receipt keeps verifying.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -77,6 +78,21 @@ class Notarizer:
         self._d = deps
 
     def notarize(self, principal: Principal, action_id: str, report: dict[str, Any]) -> dict[str, Any]:
+        result = self._d.store.write(self._job(principal, action_id, report))
+        self._d.notifier.notify(action_id)
+        return result
+
+    async def notarize_async(self, principal: Principal, action_id: str, report: dict[str, Any]) -> dict[str, Any]:
+        """``notarize`` for the event loop: awaits the group commit instead of holding a thread."""
+        result = await self._d.store.write_async(self._job(principal, action_id, report))
+        self._d.notifier.notify(action_id)
+        return result
+
+    def _job(
+        self, principal: Principal, action_id: str, report: dict[str, Any]
+    ) -> Callable[[Repo], dict[str, Any]]:
+        """Check the report, and the write job that matches it against the warrant and
+        records the outcome with its receipt."""
         tenant_id = require_role(principal, Role.AGENT, Role.ADMIN)
         outcome = report.get("outcome", "completed")
         if outcome not in OUTCOMES:
@@ -119,9 +135,7 @@ class Notarizer:
                 "receipt": receipt,
             }
 
-        result = self._d.store.write(job)
-        self._d.notifier.notify(action_id)
-        return result
+        return job
 
     def _match(self, repo: Repo, action: Action, executed: dict[str, Any], now: datetime) -> dict[str, Any]:
         start = action.created_at

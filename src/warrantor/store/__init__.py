@@ -41,6 +41,11 @@ class Store:
         dialect = self.dialect
         return self.db.write(lambda conn: job(Repo(conn, dialect)))
 
+    async def write_async(self, job: Callable[[Repo], T]) -> T:
+        """``write``, awaited on the event loop instead of blocking a thread."""
+        dialect = self.dialect
+        return await self.db.write_async(lambda conn: job(Repo(conn, dialect)))
+
     def migrate(self) -> None:
         """Bring the schema to the newest revision (idempotent, safe to race on PostgreSQL)."""
         from alembic import command

@@ -23,6 +23,7 @@ the server recovers by itself when the database returns.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import sqlite3
@@ -126,6 +127,14 @@ class Database:
         future: Future[T] = Future()
         self._queue.put(_Job(fn, future))
         return future.result()
+
+    async def write_async(self, fn: Callable[[Connection], T]) -> T:
+        """``write`` for the event loop: the caller awaits the writer's future, so no thread
+        is held (or handed off to) while the batch commits."""
+        self._ensure_writer()
+        future: Future[T] = Future()
+        self._queue.put(_Job(fn, future))
+        return await asyncio.wrap_future(future)
 
     def _ensure_writer(self) -> None:
         if self._thread is not None:

@@ -26,7 +26,7 @@ from starlette.responses import Response
 from warrantor.domain.clock import random_token
 from warrantor.domain.model import Role
 from warrantor.errors import AuthenticationError, PermissionDeniedError
-from warrantor.server.deps import Svc, principal
+from warrantor.server.deps import Svc, authenticate
 from warrantor.service.tenancy import require_role
 from warrantor.service.users import SESSION_MAX_AGE, NewSession, UserSession
 
@@ -103,7 +103,7 @@ def human_with_csrf(request: Request, svc: Svc) -> UserSession:
 def admin_tenant(request: Request, svc: Svc) -> str:
     """The tenant of a tenant-admin API key or of a logged-in admin (with CSRF header)."""
     if request.headers.get("authorization"):
-        return require_role(principal(request), Role.ADMIN)
+        return require_role(authenticate(request), Role.ADMIN)
     us = human(request, svc)
     if not us.is_admin:
         raise PermissionDeniedError(f"expected a user with role admin, got {', '.join(us.user.roles)}",

@@ -59,7 +59,7 @@ def _json(body: dict[str, Any], status: int, request: Request) -> Response:
 
 
 @router.post("/v1/actions", status_code=201, responses={403: {"description": "Denied (problem+json)"}})
-def authorize_action(
+async def authorize_action(
     body: ActionIn,
     request: Request,
     svc: Svc,
@@ -73,7 +73,7 @@ def authorize_action(
             "expected the Idempotency-Key header and idempotency_key field to agree",
             code="IDEMPOTENCY_KEY_MISMATCH",
         )
-    outcome = svc.authorizer.authorize(caller, intent_from(body), key)
+    outcome = await svc.authorizer.authorize_async(caller, intent_from(body), key)
     decision = outcome.body.get("decision") or {}
     details = outcome.body.get("details") or {}
     request.app.state.metrics.decisions.labels(
@@ -141,9 +141,10 @@ async def get_action(
 
 
 @router.post("/v1/actions/{action_id}/notarize")
-def notarize_action(action_id: str, body: NotarizeIn, svc: Svc, caller: Caller) -> dict[str, Any]:
+async def notarize_action(action_id: str, body: NotarizeIn, svc: Svc, caller: Caller) -> Response:
     """Report the outcome; checks the execution against the warrant and mints the receipt."""
-    return svc.notarizer.notarize(caller, action_id, body.model_dump(exclude_none=True))
+    result = await svc.notarizer.notarize_async(caller, action_id, body.model_dump(exclude_none=True))
+    return Response(orjson.dumps(result), media_type="application/json")
 
 
 @router.get("/v1/actions/{action_id}/approval")

@@ -59,7 +59,7 @@ def get_receipt(receipt_id: str, svc: Svc, caller: Caller) -> dict[str, Any]:
 
 
 @router.get("/healthz", tags=["ops"])
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
