@@ -139,17 +139,17 @@ class Tenancy:
 
     def _lookup(self, token: str, digest: str) -> Principal:
         with self._d.store.read() as repo:
-            found = repo.api_key_by_hash(digest)
+            found = repo.key_principal(digest)
             is_operator = found is None and repo.operator_key_exists(digest)
         if is_operator:
             return Principal(tenant_id=None, role=None)
         # Compare in constant time even though the lookup already matched the hash, so a
         # timing difference can never tell which prefix of a hash exists.
-        if found is None or not hmac.compare_digest(found[1], digest) or found[0].revoked_at:
+        if found is None or not hmac.compare_digest(found[5], digest) or found[4]:
             secrets.compare_digest(digest, digest)
             raise AuthenticationError("the API key is unknown or revoked", code="INVALID_API_KEY")
-        key = found[0]
-        return Principal(tenant_id=key.tenant_id, role=key.role, key_id=key.id, agent_id=key.agent_id)
+        key_id, tenant_id, role, agent_id = found[:4]
+        return Principal(tenant_id=tenant_id, role=Role(role), key_id=key_id, agent_id=agent_id)
 
 
 def require_role(principal: Principal, *roles: Role) -> str:
