@@ -7,6 +7,7 @@ integrator) runs in threads started and stopped by the app's lifespan.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -63,6 +64,17 @@ def _integration_metrics(metrics: Metrics) -> Callable[[int, list[float]], None]
     return observe
 
 
+def _tune_gc() -> None:
+    """Everything built at start-up (routes, compiled policies, SQLAlchemy metadata) moves
+    to the permanent generation, and young collections run less often: the request path
+    allocates many short-lived objects that die young, and scanning the start-up heap on
+    every collection cost about a tenth of the CPU per request in the profile."""
+    gc.collect()
+    gc.freeze()
+    gen0, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(max(gen0, 20_000), gen1, gen2)
+
+
 def open_services(settings: Settings, *, mailer: Mailer | None = None, **kwargs: Any) -> Services:
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     store = Store(settings.effective_database_url)
@@ -97,6 +109,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         if isinstance(svc.deps.mailer, DevMailer):
             svc.deps.mailer.announce()
+        _tune_gc()
         sweeper.start()
         svc.integrator.start()
         svc.webhook_dispatcher.start()
