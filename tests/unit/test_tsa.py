@@ -1,19 +1,26 @@
 """RFC 3161: built-in TSA tokens verify with rfc3161-client and with `openssl ts -verify`."""
 
+import hashlib
 import itertools
 import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from asn1crypto import cms, core, tsp
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from warrantor.errors import EvidenceError
 from warrantor.evidence.tsa import (
+    BUILTIN_POLICY_OID,
     BuiltinTSA,
     TimestampAuthority,
     TSAChain,
@@ -236,3 +243,92 @@ def test_foreign_policy_is_rejected(tsa: BuiltinTSA) -> None:
 def test_token_from_rejected_response_raises(tsa: BuiltinTSA) -> None:
     with pytest.raises(EvidenceError, match="granted"):
         token_from_response(tsa.respond(b"junk"))
+
+
+# -- the template builder produces what asn1crypto produced ------------------------------
+
+
+class _DigestSigner:
+    """Stands in for the ECDSA key so that two builds of one token can be compared:
+    ECDSA signatures are randomized, this "signature" is a function of the signed bytes."""
+
+    def sign(self, data: bytes, algorithm: object) -> bytes:
+        return hashlib.sha256(data).digest()
+
+
+def _reference_token(
+    chain: TSAChain, imprint: tsp.MessageImprint, serial: int, when: datetime, nonce: int | None
+) -> bytes:
+    """The token as the TSA built it with asn1crypto objects before the DER templates."""
+    cert = asn1_x509.Certificate.load(x509.load_pem_x509_certificate(chain.tsa_cert_pem).public_bytes(Encoding.DER))
+    gen_time = when.astimezone(UTC)
+    fields: dict[str, Any] = {
+        "version": "v1", "policy": BUILTIN_POLICY_OID, "message_imprint": imprint,
+        "serial_number": serial, "gen_time": gen_time, "accuracy": {"seconds": 1},
+    }
+    if nonce is not None:
+        fields["nonce"] = nonce
+    tst_info = tsp.TSTInfo(fields)
+    ess = {"certs": [{"cert_hash": hashlib.sha256(cert.dump()).digest()}]}
+    attrs = [
+        cms.CMSAttribute({"type": "content_type", "values": ["tst_info"]}),
+        cms.CMSAttribute({"type": "signing_time", "values": [cms.Time({"utc_time": gen_time})]}),
+        cms.CMSAttribute({"type": "message_digest", "values": [hashlib.sha256(tst_info.dump()).digest()]}),
+        cms.CMSAttribute({"type": "signing_certificate_v2", "values": [ess]}),
+    ]
+    signed_attrs = cms.CMSAttributes(sorted(attrs, key=lambda a: a.dump()))
+    sid = cms.IssuerAndSerialNumber({"issuer": cert.issuer, "serial_number": cert.serial_number})
+    signer = {
+        "version": "v1", "sid": cms.SignerIdentifier({"issuer_and_serial_number": sid}),
+        "digest_algorithm": {"algorithm": "sha256"}, "signed_attrs": signed_attrs,
+        "signature_algorithm": {"algorithm": "sha256_ecdsa"},
+        "signature": _DigestSigner().sign(signed_attrs.dump(), None),
+    }
+    signed_data = {
+        "version": "v3", "digest_algorithms": [{"algorithm": "sha256"}],
+        "encap_content_info": {"content_type": "tst_info", "content": tst_info},
+        "certificates": [cert], "signer_infos": [signer],
+    }
+    token: bytes = cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump()
+    return token
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    data=st.binary(max_size=300),
+    serial=st.one_of(st.integers(1, 300), st.integers(1, 2**160)),
+    when=st.datetimes(
+        min_value=datetime(1990, 1, 1), max_value=datetime(2049, 12, 31), timezones=st.just(UTC)
+    ),
+    nonce=st.one_of(st.none(), st.integers(0, 2**63 - 1)),
+)
+def test_template_token_is_byte_for_byte_the_asn1crypto_token(
+    chain: TSAChain, data: bytes, serial: int, when: datetime, nonce: int | None
+) -> None:
+    tsa = BuiltinTSA(chain, lambda: serial, lambda: when)
+    tsa._key = _DigestSigner()  # type: ignore[assignment]
+    imprint = tsp.MessageImprint(
+        {"hash_algorithm": {"algorithm": "sha256"}, "hashed_message": hashlib.sha256(data).digest()}
+    )
+    expected = _reference_token(chain, imprint, serial, when, nonce)
+    if nonce is None:
+        assert tsa.timestamp(data) == expected
+    else:
+        assert token_from_response(tsa.respond(make_request(data, nonce=nonce))) == expected
+
+
+def test_tokens_verify_with_rfc3161_client_and_openssl(chain: TSAChain, tmp_path: Path) -> None:
+    """Tokens of the template builder, with and without a fraction of a second in genTime,
+    a long serial number and a nonce, verify in both verifiers."""
+    now = datetime.now(UTC).replace(microsecond=0)  # within the certificate's validity
+    times = [now, now.replace(microsecond=123400)]
+    serials = iter([1, 2**100 + 7, 128])
+    for when in times:
+        tsa = BuiltinTSA(chain, lambda: next(serials), lambda when=when: when)  # type: ignore[misc]
+        token = tsa.timestamp(DATA)
+        assert verify_timestamp(token, DATA, chain.root_cert_pem) == when
+        assert openssl_verify(tmp_path, chain, DATA, token)
+    tsa = BuiltinTSA(chain, lambda: next(serials), lambda: times[1])
+    token = token_from_response(tsa.respond(make_request(DATA, nonce=2**62 + 1)))
+    assert verify_timestamp(token, DATA, chain.root_cert_pem) == times[1]
+    assert openssl_verify(tmp_path, chain, DATA, token)

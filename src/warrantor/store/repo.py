@@ -30,7 +30,7 @@ from warrantor.domain.model import (
 )
 from warrantor.store import schema as s
 from warrantor.store.codec import dumps, utc, utc_required
-from warrantor.store.fastpath import RawInsert, bump_counter, fetch_row, placeholder
+from warrantor.store.fastpath import RawInsert, bump_counter
 
 _dumps = dumps
 _utc = utc
@@ -108,20 +108,6 @@ class Repo:
         if row is None:
             return None
         return _api_key(row._mapping), row._mapping["key_hash"]
-
-    def key_principal(self, key_hash: str) -> tuple[str, str, str, str | None, bool, str] | None:
-        """The hot path's key lookup, on the raw cursor (it runs on every request):
-        ``(key id, tenant id, role, agent id, revoked, key hash)`` or None."""
-        ph = placeholder(self.conn)
-        row = fetch_row(
-            self.conn,
-            "SELECT id, tenant_id, role, agent_id, revoked_at IS NOT NULL, key_hash "
-            f"FROM api_keys WHERE key_hash = {ph}",
-            (key_hash,),
-        )
-        if row is None:
-            return None
-        return str(row[0]), str(row[1]), str(row[2]), row[3], bool(row[4]), str(row[5])
 
     def list_api_keys(self, tenant_id: str) -> list[ApiKey]:
         rows = self.conn.execute(
