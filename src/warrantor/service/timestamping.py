@@ -132,10 +132,12 @@ class SerialSource:
     A block of ``block`` numbers is reserved with one committed write, so a restart or
     another process never reuses a number (unused ones of a block are skipped: RFC 3161
     asks for unique serials, not consecutive ones). The reservation is its own write, so
-    it must not run inside a write job.
+    it must not run inside a write job. A block of 1,024 lasts a checkpoint-only integrator
+    (two tokens a second) for minutes and one with receipt tokens at 1,000 receipts a second
+    for about a second: one committed write, not sixteen.
     """
 
-    def __init__(self, store: Store, block: int = 64) -> None:
+    def __init__(self, store: Store, block: int = 1024) -> None:
         self._store = store
         self._block = block
         self._next = self._end = 0

@@ -290,8 +290,7 @@ class Integrator:
                 break
 
         def job(repo: Repo) -> None:
-            for evidence_id, token in tokens:
-                rq.set_timestamp_token(repo, evidence_id, token)
+            rq.set_timestamp_tokens(repo, tokens)
             if failure is None:
                 repo.set_counter(RECEIPTS_COUNTER, max(stop, repo.counter(RECEIPTS_COUNTER)))
 

@@ -53,10 +53,17 @@ def receipts_in_range(repo: Repo, start: int, stop: int) -> list[tuple[str, dict
     return [(r[0], json.loads(r[1])) for r in rows]
 
 
-def set_timestamp_token(repo: Repo, evidence_id: str, token: bytes) -> None:
-    repo.conn.execute(
-        sa.update(s.evidence).where(s.evidence.c.id == evidence_id).values(timestamp_token=token)
-    )
+_SET_TOKEN = (
+    sa.update(s.evidence)
+    .where(s.evidence.c.id == sa.bindparam("evidence_id"))
+    .values(timestamp_token=sa.bindparam("token"))
+)
+
+
+def set_timestamp_tokens(repo: Repo, tokens: list[tuple[str, bytes]]) -> None:
+    """Store receipt tokens: one statement executed for the whole batch (executemany)."""
+    if tokens:
+        repo.conn.execute(_SET_TOKEN, [{"evidence_id": e, "token": t} for e, t in tokens])
 
 
 # -- witness cosignatures -------------------------------------------------------------
