@@ -138,9 +138,11 @@ class Tenancy:
         return self._lookup(token, hash_key(token))
 
     def _lookup(self, token: str, digest: str) -> Principal:
-        with self._d.store.read() as repo:
-            found = repo.key_principal(digest)
-            is_operator = found is None and repo.operator_key_exists(digest)
+        found = self._d.store.key_principal(digest)
+        is_operator = False
+        if found is None:
+            with self._d.store.read() as repo:
+                is_operator = repo.operator_key_exists(digest)
         if is_operator:
             return Principal(tenant_id=None, role=None)
         # Compare in constant time even though the lookup already matched the hash, so a

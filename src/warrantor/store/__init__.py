@@ -25,6 +25,13 @@ _MIGRATIONS = Path(__file__).parent / "migrations"
 _PG_MIGRATION_LOCK = 0x5741_5252  # "WARR": one migrator at a time across processes
 
 
+_KEY_COLUMNS = "SELECT id, tenant_id, role, agent_id, revoked_at IS NOT NULL, key_hash FROM api_keys"
+_KEY_SQL = {
+    "sqlite": _KEY_COLUMNS + " WHERE key_hash = ?",
+    "postgresql": _KEY_COLUMNS + " WHERE key_hash = %s",
+}
+
+
 class Store:
     """The one storage seam. Two implementations share it: SQLite and PostgreSQL."""
 
@@ -40,6 +47,14 @@ class Store:
     def write(self, job: Callable[[Repo], T]) -> T:
         dialect = self.dialect
         return self.db.write(lambda conn: job(Repo(conn, dialect)))
+
+    def key_principal(self, key_hash: str) -> tuple[str, str, str, str | None, bool, str] | None:
+        """The API key lookup every request makes: ``(key id, tenant id, role, agent id,
+        revoked, key hash)`` or None, in one statement on the raw cursor."""
+        row = self.db.read_row(_KEY_SQL[self.dialect], (key_hash,))
+        if row is None:
+            return None
+        return str(row[0]), str(row[1]), str(row[2]), row[3], bool(row[4]), str(row[5])
 
     async def write_async(self, job: Callable[[Repo], T]) -> T:
         """``write``, awaited on the event loop instead of blocking a thread."""

@@ -42,7 +42,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from warrantor.errors import ConflictError, StorageError, WarrantorError
-from warrantor.store.fastpath import Savepoints
+from warrantor.store.fastpath import Savepoints, fetch_row
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -101,6 +101,8 @@ class Database:
         self.url = url
         self.dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
         self.writer_engine, self.reader_engine = create_engines(url)
+        # The DB-API's base error (sqlite3.Error, psycopg.Error): what a raw cursor raises.
+        self._driver_error: type[Exception] = self.reader_engine.dialect.dbapi.Error  # type: ignore[union-attr]
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -118,6 +120,18 @@ class Database:
         except WarrantorError:
             raise
         except SQLAlchemyError as exc:
+            raise unavailable("read", exc) from exc
+
+    def read_row(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """One ``SELECT`` (our own SQL, values bound) outside an explicit transaction: a
+        single statement reads one consistent snapshot anyway, and skipping ``BEGIN`` and
+        the SQLAlchemy layers matters for a lookup that runs on every request."""
+        try:
+            with self.reader_engine.connect() as conn:
+                return fetch_row(conn, sql, params)
+        except WarrantorError:
+            raise
+        except (SQLAlchemyError, self._driver_error) as exc:
             raise unavailable("read", exc) from exc
 
     # -- writes ----------------------------------------------------------------------
