@@ -301,3 +301,16 @@ def test_an_allow_rule_is_not_a_requirement_when_the_caller_asks_for_approval(en
     r = env.authorize(payload=dict(WIRE), require_approval=True)
     assert r.status_code == 201 and r.json()["status"] == "pending_approval", r.text
     assert [(q["source"], q["quorum"]) for q in r.json()["approval"]["requirements"]] == [("default", 1)]
+
+
+def test_the_database_holds_no_usable_approval_code(env: Env) -> None:
+    """Read access to the database (a backup, a replica) is not enough to decide as a human."""
+    import sqlite3
+
+    action_id = _held(env)
+    code = env.code_for(action_id, env.approver)
+    with sqlite3.connect(env.settings.data_dir / "warrantor.db") as db:
+        stored = [r[0] for r in db.execute("SELECT code FROM approval_codes WHERE action_id = ?", (action_id,))]
+    assert stored and code not in stored and not any(s.startswith("APR-") for s in stored)
+    assert _decide(env, stored[0]).status_code == 404  # the stored value is no credential
+    assert _decide(env, code).json()["status"] == "approved"

@@ -6,6 +6,7 @@ reads another tenant's row by id alone. Dialect differences (row locks) are hand
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable
 from datetime import datetime, timedelta
