@@ -71,3 +71,17 @@ def test_keys_rotate_command(tmp_path: Path, capsys: Any) -> None:
         assert _receipt_bundle(env).envelope.signatures[0].keyid != first
         statuses = {k["keyid"]: k["status"] for k in env.client.get("/v1/keys").json()["keys"]}
         assert statuses[first] == "retired"
+
+
+def test_a_rotation_while_the_server_runs_applies_to_its_next_signature(fast: Env, tmp_path: Path, capsys: Any) -> None:
+    """``warrantor keys rotate`` in another process, the server not restarted: evidence it
+    signs afterwards uses the new key and verifies (signed with the retired key after the
+    rotation instant, it would fail ``key_validity``)."""
+    first = fast.services.deps.keyring.active.keyid
+    assert cli(["keys", "rotate", "--data-dir", str(fast.settings.data_dir)]) == 0
+    capsys.readouterr()
+    after = _receipt_bundle(fast)
+    assert after.envelope.signatures[0].keyid != first
+    trust = fast.client.get("/v1/trust").json()
+    report = verify_bundle(after, TrustBundle.from_dict(trust))
+    assert report.check("signature").ok and report.check("key_validity").ok, report

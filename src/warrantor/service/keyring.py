@@ -199,6 +199,21 @@ class KeyRing:
             raise RuntimeError("KeyRing.ensure() must run before signing")
         return self._active
 
+    def current(self) -> SigningKey:
+        """The key that signs now: the last key of the history as it is on disk.
+
+        A rotation made by another process (``warrantor keys rotate``, another worker) takes
+        effect at the next signature, not at the next restart: evidence signed after the
+        rotation instant with the retired key would fail its validity check. One ``stat``
+        per call; the history is re-read and re-checked only when the file changed.
+        """
+        with self._lock:
+            self._reload()
+            newest = self._keys[-1].keyid if self._keys else None
+            if newest is not None and (self._active is None or self._active.keyid != newest):
+                self._active = self._load_private(newest)
+            return self.active
+
     def trusted(self) -> list[TrustedKey]:
         """Every key the history introduces, oldest first, with its validity."""
         with self._lock:

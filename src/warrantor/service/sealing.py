@@ -12,7 +12,7 @@ runs inside it: insert the evidence row and sequence its log entry.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -69,9 +69,14 @@ def approvals_view(approvals: list[Approval]) -> list[dict[str, Any]]:
 
 
 class Sealer:
-    def __init__(self, signer: Signer, ids: IdFactory) -> None:
+    """Signs warrants, receipts and policy statements. ``current``, when given, names the
+    signer at each signature (the key ring's newest key), so a rotation elsewhere applies at
+    once; one statement is always signed by one key."""
+
+    def __init__(self, signer: Signer, ids: IdFactory, *, current: Callable[[], Signer] | None = None) -> None:
         self._signer = signer
         self._ids = ids
+        self._current = current
 
     def set_signer(self, signer: Signer) -> None:
         self._signer = signer
@@ -81,9 +86,8 @@ class Sealer:
     ) -> Sealed:
         evidence_id = self._ids.new(prefix)
         predicate = {f"{kind}_id": evidence_id, **predicate}
-        envelope = sign_statement(
-            make_statement(subject, digest, predicate_type, predicate), self._signer
-        )
+        signer = self._current() if self._current is not None else self._signer
+        envelope = sign_statement(make_statement(subject, digest, predicate_type, predicate), signer)
         return Sealed(evidence_id, kind, envelope, sha256_hex(envelope.canonical_bytes()))
 
     def warrant(

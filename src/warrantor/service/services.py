@@ -78,7 +78,7 @@ def build_services(
         clock=clock,
         ids=ids,
         keyring=keyring,
-        sealer=Sealer(signer, ids),
+        sealer=Sealer(signer, ids, current=keyring.current),
         notifier=Notifier(),
         mailer=mailer or NullMailer(),
         limits=limits or Limits(),
