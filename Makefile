@@ -45,8 +45,15 @@ lint: install-test
 typecheck: install-test
 	$(VENV)/bin/mypy src/warrantor
 
+## Every performance figure against its ceiling in one run (about 15 minutes; docs/performance.md).
+## Needs wrk (Debian package, installed here when run as root) and PostgreSQL on 127.0.0.1:5432.
+## `make bench BENCH_FLAGS=--quick` runs every scenario for seconds only (a smoke test, not a result).
 bench: install-test
-	$(PY) bench/authorize.py
+	@if ! command -v wrk >/dev/null; then \
+	  if [ "$$(id -u)" = "0" ]; then apt-get update -qq && apt-get install -y -qq wrk >/dev/null; \
+	  else echo "wrk missing: install Debian's wrk (apt-get install wrk)"; exit 1; fi; \
+	fi
+	$(PY) bench/run.py $(BENCH_FLAGS)
 
 ## Fuzz the whole HTTP API from its OpenAPI document: no input may produce a 5xx.
 fuzz: install-test

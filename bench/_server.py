@@ -42,21 +42,35 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+SERVE = [sys.executable, "-m", "warrantor.cli.main", "serve"]
+
+
 def start_server(data_dir: Path, port: int, *, demo: bool = True,
-                 env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "warrantor.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port),
+                 env: dict[str, str] | None = None, serve: list[str] = SERVE,
+                 ready_timeout: float = 30) -> subprocess.Popen[bytes]:
+    """``serve`` is the command up to its flags: ``warrantor serve`` unless a launcher wraps it."""
+    cmd = [*serve, "--host", "127.0.0.1", "--port", str(port),
            "--data-dir", str(data_dir), "--log-level", "warning", *(["--demo"] if demo else [])]
     child_env = {**os.environ, "WARRANTOR_OPERATOR_KEY": OPERATOR, **(env or {})}
     proc = subprocess.Popen(cmd, env=child_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
-    deadline = time.monotonic() + 30
+    return wait_ready(proc, f"http://127.0.0.1:{port}/readyz", ready_timeout)
+
+
+def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout: float = 30) -> subprocess.Popen[bytes]:
+    """Return ``proc`` once ``url`` answers 200; kill it if that takes longer than ``timeout`` s."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with status {proc.returncode} before it was ready")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+            if httpx.get(url, timeout=1).status_code == 200:
                 return proc
         except httpx.HTTPError:
-            time.sleep(0.1)
+            pass
+        time.sleep(0.1)
     proc.kill()
-    raise SystemExit("server did not start within 30 s")
+    proc.wait(timeout=10)
+    raise SystemExit(f"server did not start within {timeout:.0f} s")
 
 
 def stop_server(proc: subprocess.Popen[bytes]) -> None:
