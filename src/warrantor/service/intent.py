@@ -7,7 +7,8 @@ intent digest is ``sha256(JCS(canonical))`` (DESIGN.md section 4).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields, replace
+from functools import cached_property
 from typing import Any
 
 from warrantor.evidence.canonical import digest
@@ -36,16 +37,27 @@ class Intent:
     approvers: tuple[str, ...] | None = None
 
     def canonical(self) -> dict[str, Any]:
+        """The canonical form, built once per intent (a fresh dict for each caller, whose
+        nested values are shared: nothing downstream mutates an intent's payload)."""
+        return dict(self._canonical)
+
+    @cached_property
+    def _canonical(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for key, value in asdict(self).items():
-            if value is None or value == () or (key == "require_approval" and not value):
+        for name in _FIELDS:
+            value = getattr(self, name)
+            if value is None or value == () or (name == "require_approval" and not value):
                 continue
-            out[key] = list(value) if isinstance(value, tuple) else value
+            out[name] = list(value) if isinstance(value, tuple) else value
         out.setdefault("payload", {})
         return out
 
     def digest(self) -> str:
-        return digest(self.canonical())
+        return self._digest
+
+    @cached_property
+    def _digest(self) -> str:
+        return digest(self._canonical)
 
     def with_agent(self, agent_id: str) -> Intent:
         return replace(self, agent_id=agent_id)
@@ -57,3 +69,6 @@ class Intent:
             if key in fields and fields[key] is not None:
                 fields[key] = tuple(fields[key])
         return cls(**fields)
+
+
+_FIELDS = tuple(f.name for f in fields(Intent))
