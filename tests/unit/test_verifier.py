@@ -26,7 +26,16 @@ from warrantor.evidence.merkle import MerkleTree, leaf_hash
 from warrantor.evidence.proofs import ProofBundle, TrustBundle, entry_for
 from warrantor.evidence.statement import RECEIPT_V1, make_statement, sign_statement
 from warrantor.evidence.tsa import BuiltinTSA, TSAChain, generate_chain
-from warrantor.verify import CheckResult, Report, format_report, verify_bundle, verify_envelope_only
+from warrantor.verify import (
+    CheckResult,
+    Report,
+    VerifyCache,
+    format_report,
+    verifier,
+    verify_bundle,
+    verify_bundles,
+    verify_envelope_only,
+)
 from warrantor.verify.cli import main
 
 ORIGIN = "log.warrantor.example/test"
@@ -401,3 +410,138 @@ def test_verifier_imports_no_server_framework_or_http_code() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+# -- one verification run over many bundles (VerifyCache) ---------------------------------
+
+
+def batch(tsa_chain: TSAChain, receipts: int = 4) -> tuple[list[ProofBundle], TrustBundle, BuiltinTSA]:
+    """``receipts`` receipts logged in one tree under one checkpoint and one token."""
+    envelopes = [receipt(action=f"act_{i}", intent={**INTENT, "n": i}) for i in range(receipts)]
+    tree = MerkleTree(leaf_hash(entry_for(e)) for e in envelopes)
+    note = sign_note(Checkpoint(ORIGIN, tree.size, tree.root()).body(), [LOG])
+    counter = itertools.count(1)
+    tsa = BuiltinTSA(tsa_chain, lambda: next(counter), lambda: NOW)
+    token = stamp(tsa, note)
+    bundles = [
+        ProofBundle(e, i, tree.size, tuple(tree.inclusion_proof(i, tree.size)), note, token)
+        for i, e in enumerate(envelopes)
+    ]
+    key = VerifyKey(SIGNING_KEY.public_key, ISSUED - timedelta(days=1), None)
+    return bundles, TrustBundle(ORIGIN, LOG.verifier(), (key,), tsa_chain.root_cert_pem.decode()), tsa
+
+
+def tampered_variants(bundle: ProofBundle, tsa: BuiltinTSA) -> list[ProofBundle]:
+    """Bundles that share all but one input with ``bundle``, each of which must fail."""
+    note = bundle.checkpoint
+    sig_at = note.index("\u2014")
+    forged_sig = note[: sig_at + 30] + ("A" if note[sig_at + 30] != "A" else "B") + note[sig_at + 31 :]
+    other_root = sign_note(Checkpoint(ORIGIN, bundle.tree_size, b"\x07" * 32).body(), [LOG])
+    token = bytearray(bundle.timestamp_token or b"")
+    token[-5] ^= 0x01
+    return [
+        dataclasses.replace(bundle, checkpoint=forged_sig),
+        dataclasses.replace(bundle, checkpoint=other_root),
+        dataclasses.replace(bundle, checkpoint=other_root, timestamp_token=stamp(tsa, other_root)),
+        dataclasses.replace(bundle, timestamp_token=bytes(token)),
+        dataclasses.replace(bundle, timestamp_token=stamp(tsa, other_root)),
+        dataclasses.replace(bundle, timestamp_token=None),
+        dataclasses.replace(bundle, envelope=receipt(action="act_other")),
+    ]
+
+
+def test_a_shared_cache_gives_exactly_the_reports_of_separate_runs(tsa_chain: TSAChain) -> None:
+    """Genuine bundles first (the cache fills with their checkpoint and token), then
+    bundles differing in one input: each report equals the one a fresh run gives."""
+    bundles, trust, tsa = batch(tsa_chain)
+    other_trust = dataclasses.replace(trust, log_origin="log.warrantor.example/other")
+    inputs = [(b, trust) for b in bundles]
+    inputs += [(b, trust) for b in tampered_variants(bundles[0], tsa)]
+    inputs += [(bundles[1], other_trust), (bundles[2], trust)]
+    cache = VerifyCache()
+    shared = [verify_bundle(b, t, cache=cache) for b, t in inputs]
+    assert shared == [verify_bundle(b, t) for b, t in inputs]
+    assert [r.ok for r in shared] == [True] * len(bundles) + [False] * 8 + [True]
+    assert verify_bundles(bundles, trust) == shared[: len(bundles)]
+
+
+def test_a_warm_cache_never_accepts_a_flipped_byte_of_the_checkpoint(tsa_chain: TSAChain) -> None:
+    bundles, trust, _ = batch(tsa_chain, receipts=1)
+    cache = VerifyCache()
+    assert verify_bundle(bundles[0], trust, cache=cache).ok
+    note = bundles[0].checkpoint.encode()
+    for i in range(len(note)):
+        flipped = bytearray(note)
+        flipped[i] ^= 0x01
+        try:
+            text = bytes(flipped).decode()
+        except UnicodeDecodeError:
+            continue
+        report = verify_bundle(dataclasses.replace(bundles[0], checkpoint=text), trust, cache=cache)
+        assert not report.ok, f"byte {i} of the checkpoint flipped undetected"
+
+
+def test_a_checkpoint_and_its_token_are_verified_once_per_run(
+    tsa_chain: TSAChain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ten receipts under one checkpoint: one signature check of the checkpoint and one
+    RFC 3161 verification, not ten; without a shared cache, ten of each."""
+    calls = {"checkpoint": 0, "timestamp": 0}
+
+    def counting(name: str, real: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            calls[name] += 1
+            return real(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(verifier, "open_checkpoint", counting("checkpoint", verifier.open_checkpoint))
+    monkeypatch.setattr(verifier, "verify_timestamp", counting("timestamp", verifier.verify_timestamp))
+    bundles, trust, _ = batch(tsa_chain, receipts=10)
+    assert all(r.ok for r in verify_bundles(bundles, trust))
+    assert calls == {"checkpoint": 1, "timestamp": 1}
+    assert all(verify_bundle(b, trust).ok for b in bundles)
+    assert calls == {"checkpoint": 11, "timestamp": 11}
+
+
+def test_pinning_is_computed_once_per_run_and_reported_for_every_bundle(tsa_chain: TSAChain) -> None:
+    bundles, trust, _ = batch(tsa_chain, receipts=3)
+    foreign = dataclasses.replace(trust, signing_keys=(*trust.signing_keys, VerifyKey(b"\x05" * 32)))
+    reports = verify_bundles(bundles, foreign, pinned=trust)
+    assert reports == [verify_bundle(b, foreign, pinned=trust) for b in bundles]
+    assert all(r.check("trust").ok is False and r.check("signature").ok for r in reports)
+
+
+def test_a_small_cache_that_empties_itself_gives_the_same_reports(tsa_chain: TSAChain) -> None:
+    first, trust, tsa = batch(tsa_chain, receipts=2)
+    second = [dataclasses.replace(b, timestamp_token=stamp(tsa, b.checkpoint)) for b in first]
+    cache = VerifyCache(max_entries=1)
+    bundles = [first[0], second[0], first[1], second[1], first[0]]
+    assert [verify_bundle(b, trust, cache=cache) for b in bundles] == [verify_bundle(b, trust) for b in bundles]
+
+
+def test_cli_verifies_several_bundles_in_one_run(world: World, tmp_path: Path, capsys: Any) -> None:
+    args = write_inputs(tmp_path, world, world.bundle.to_json())
+    bad = dataclasses.replace(world.bundle, inclusion_proof=())
+    (tmp_path / "bad").write_text(bad.to_json())
+    assert main([args[0], args[0], *args[1:]]) == 0
+    out = capsys.readouterr().out
+    assert out.count("== ") == 2 and out.splitlines()[-1] == "2 of 2 bundles VERIFIED"
+    assert main([args[0], str(tmp_path / "bad"), *args[1:], "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["ok"] is False
+    assert [b["ok"] for b in doc["bundles"]] == [True, False]
+    assert doc["bundles"][1]["bundle"] == str(tmp_path / "bad")
+    assert main([args[0], str(tmp_path / "missing"), *args[1:]]) == 2
+
+
+def test_warrantor_verify_passes_several_bundles_and_replay_takes_one(
+    world: World, tmp_path: Path, capsys: Any
+) -> None:
+    from warrantor.cli.main import main as warrantor
+
+    bundle, _, trust = write_inputs(tmp_path, world, world.bundle.to_json())
+    assert warrantor(["verify", bundle, bundle, "--trust", trust]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "2 of 2 bundles VERIFIED"
+    assert warrantor(["verify", bundle, bundle, "--trust", trust, "--replay"]) == 2
+    assert "--replay takes one bundle" in capsys.readouterr().err

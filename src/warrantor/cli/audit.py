@@ -47,7 +47,7 @@ from warrantor.errors import EvidenceError
 from warrantor.evidence.checkpoint import Checkpoint, open_checkpoint
 from warrantor.evidence.merkle import HASH_SIZE, MerkleTree, leaf_hash, verify_consistency, verify_inclusion
 from warrantor.evidence.proofs import ProofBundle, TrustBundle, entry_for
-from warrantor.verify import verify_bundle
+from warrantor.verify import VerifyCache, verify_bundle
 from warrantor.verify.cli import load_bundle
 from warrantor.verify.trust import pin_trust
 
@@ -117,8 +117,9 @@ def _check_consistency(client: LogClient, old: Checkpoint | None, new: Checkpoin
     return Finding("consistency", True, f"size {old.size} -> {new.size}")
 
 
-def _check_entry(client: LogClient, bundle: ProofBundle, trust: TrustBundle, new: Checkpoint, name: str) -> Finding:
-    report = verify_bundle(bundle, trust)
+def _check_entry(client: LogClient, bundle: ProofBundle, trust: TrustBundle, new: Checkpoint, name: str,
+                 cache: VerifyCache) -> Finding:
+    report = verify_bundle(bundle, trust, cache=cache)
     failed = [c.name for c in report.checks if not c.ok]
     if failed:
         return Finding(f"entry {name}", False, f"offline checks failed: {', '.join(failed)}")
@@ -239,8 +240,9 @@ def audit(client: LogClient, state_path: Path, entries: Sequence[Path], trust_pa
     stored = client.entries(new.size)
     entry_findings, leaves = _check_entries(stored, _seen(state_path), new.size, new.root_hash)
     findings += [*entry_findings, _check_history_logged(trust, stored)]
+    cache = VerifyCache()  # entries sharing a checkpoint verify its signature and token once
     for path in entries:
-        findings.append(_check_entry(client, load_bundle(path), trust, new, path.name))
+        findings.append(_check_entry(client, load_bundle(path), trust, new, path.name, cache))
     if all(f.ok for f in findings):
         state["trust"] = trust.to_dict()
         state["checkpoint"] = {"body": new.body(), "note": note}

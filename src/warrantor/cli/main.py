@@ -70,9 +70,12 @@ def _verify(args: argparse.Namespace) -> int:
     if args.replay:
         from warrantor.cli.replay import run
 
-        return run(args)
+        if len(args.bundle) != 1:
+            print("warrantor verify: --replay takes one bundle", file=sys.stderr)
+            return 2
+        return run(argparse.Namespace(**{**vars(args), "bundle": args.bundle[0]}))
 
-    argv = [str(args.bundle), "--trust", str(args.trust)]
+    argv = [*map(str, args.bundle), "--trust", str(args.trust)]
     if args.pin:
         argv += ["--pin", str(args.pin)]
     if args.json:
@@ -107,8 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("--database-url", default=None)
     keys.set_defaults(func=_keys)
 
-    verify = sub.add_parser("verify", help="verify a proof bundle offline")
-    verify.add_argument("bundle", type=Path)
+    verify = sub.add_parser("verify", help="verify proof bundles offline")
+    verify.add_argument("bundle", type=Path, nargs="+", help="one or more proof bundles (one with --replay)")
     verify.add_argument("--trust", type=Path, required=True, help="trust bundle (GET /v1/trust)")
     verify.add_argument("--pin", type=Path, default=None,
                         help="an earlier trust bundle: --trust counts only as far as signed rotations lead")

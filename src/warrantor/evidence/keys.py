@@ -12,6 +12,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -35,13 +36,18 @@ class VerifyKey:
         if len(self.public_key) != 32:
             raise ValueError(f"expected a 32-byte Ed25519 public key, got {len(self.public_key)}")
 
-    @property
+    @cached_property
     def keyid(self) -> str:
         return key_id(self.public_key)
 
+    @cached_property
+    def _ed25519(self) -> Ed25519PublicKey:
+        """The key object, built once per ``VerifyKey`` (the fields are frozen)."""
+        return Ed25519PublicKey.from_public_bytes(self.public_key)
+
     def verify(self, signature: bytes, message: bytes) -> bool:
         try:
-            Ed25519PublicKey.from_public_bytes(self.public_key).verify(signature, message)
+            self._ed25519.verify(signature, message)
         except InvalidSignature:
             return False
         return True

@@ -349,30 +349,28 @@ def token_from_response(response_der: bytes) -> bytes:
     return token_der
 
 
-def _as_response(token_der: bytes) -> bytes:
-    token = cms.ContentInfo.load(token_der, strict=True)
-    return _der(_TimeStampResp({"status": {"status": "granted"}, "time_stamp_token": token}))
-
-
 def verify_timestamp(token_der: bytes, data: bytes, root_cert_pem: bytes | str) -> datetime:
     """The ``genTime`` of a token over ``data`` that chains to the root; else ``EvidenceError``.
 
     Verification is ``rfc3161-client``'s: CMS signature, chain to ``root_cert_pem`` at
     ``genTime``, critical ``timeStamping`` EKU, and the message imprint of ``data``.
+    The token is parsed once here (strict DER) for the fields CMS leaves unsigned and for
+    ``genTime``; rfc3161-client parses the same bytes, wrapped in a granted response.
     """
     pem = root_cert_pem.encode() if isinstance(root_cert_pem, str) else root_cert_pem
     try:
-        _check_unsigned_fields(token_der)
+        info = _check_unsigned_fields(token_der)
         root = cx509.load_pem_x509_certificate(pem)
-        response = decode_timestamp_response(_as_response(token_der))
+        response = decode_timestamp_response(_seq(_GRANTED, token_der))
         VerifierBuilder().add_root_certificate(root).build().verify_message(response, data)
     except (VerificationError, ValueError, TypeError, KeyError) as exc:
         raise EvidenceError(f"time-stamp token does not verify: {exc}") from exc
-    return _gen_time(token_der)
+    return _gen_time(info)
 
 
-def _check_unsigned_fields(token_der: bytes) -> None:
-    """Pin the fields CMS leaves unsigned, so that no flipped byte of a token verifies.
+def _check_unsigned_fields(token_der: bytes) -> cms.ContentInfo:
+    """Parse the token (strict DER, nothing after it) and pin the fields CMS leaves
+    unsigned, so that no flipped byte of a token verifies.
 
     OpenSSL ignores the SignedData and SignerInfo versions and takes the hash from
     ``digestAlgorithm``, so a token with those bytes altered would otherwise still pass.
@@ -388,11 +386,11 @@ def _check_unsigned_fields(token_der: bytes) -> None:
     digest = signer["digest_algorithm"]["algorithm"].native
     if signer["version"].native != "v1" or signer["signature_algorithm"].hash_algo != digest:
         raise ValueError("expected a v1 signer whose signature hash is its digest algorithm")
+    return info
 
 
-def _gen_time(token_der: bytes) -> datetime:
+def _gen_time(info: cms.ContentInfo) -> datetime:
     """``genTime`` with its fraction of a second, which rfc3161-client drops."""
-    signed_data = cms.ContentInfo.load(token_der)["content"]
-    tst_info = signed_data["encap_content_info"]["content"].parsed
+    tst_info = info["content"]["encap_content_info"]["content"].parsed
     gen_time: datetime = tst_info["gen_time"].native
     return gen_time.astimezone(UTC)

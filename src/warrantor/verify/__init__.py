@@ -9,8 +9,10 @@ from warrantor.verify.verifier import (
     CheckResult,
     Replay,
     Report,
+    VerifyCache,
     format_report,
     verify_bundle,
+    verify_bundles,
     verify_envelope_only,
 )
 
@@ -19,7 +21,9 @@ __all__ = [
     "CheckResult",
     "Replay",
     "Report",
+    "VerifyCache",
     "format_report",
     "verify_bundle",
+    "verify_bundles",
     "verify_envelope_only",
 ]

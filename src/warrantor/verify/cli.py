@@ -1,9 +1,12 @@
-"""``warrantor verify BUNDLE --trust TRUST.json [--pin PINNED.json] [--json]``: the auditor's command.
+"""``warrantor verify BUNDLE... --trust TRUST.json [--pin PINNED.json] [--json]``: the auditor's command.
 
-BUNDLE is a JSON proof bundle or C2SP tlog-proof text. With ``--pin``, TRUST (a server's
+BUNDLE is a JSON proof bundle or C2SP tlog-proof text. Several bundles are verified in one
+run that checks each distinct checkpoint, time-stamp token and pinning once
+(``warrantor.verify.verifier.VerifyCache``); each gets its own report, and the exit status
+covers them all. With ``--pin``, TRUST (a server's
 current ``GET /v1/trust``, say) is believed only as far as signed rotation statements lead
 from the keys of PINNED, the bundle the auditor obtained earlier. Exit status: 0 when every check
-passes, 1 when any check fails, 2 when an input cannot be read or parsed (JSON nested deeper than
+of every bundle passes, 1 when any check fails, 2 when an input cannot be read or parsed (JSON nested deeper than
 64 levels included: the parsers refuse it before they recurse, ``warrantor.evidence.jsontext``,
 so a hostile file is reported, never a RecursionError). The main CLI
 dispatches ``warrantor verify ...`` here with the arguments after ``verify``.
@@ -19,7 +22,7 @@ from pathlib import Path
 from typing import TextIO
 
 from warrantor.evidence.proofs import TLOG_PROOF_HEADER, ProofBundle, TrustBundle
-from warrantor.verify.verifier import format_report, verify_bundle
+from warrantor.verify.verifier import Report, VerifyCache, format_report, verify_bundle
 
 EXIT_OK, EXIT_FAILED, EXIT_UNREADABLE = 0, 1, 2
 
@@ -29,7 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="warrantor verify",
         description="Verify a Warrantor proof bundle offline, check by check.",
     )
-    parser.add_argument("bundle", type=Path, help="proof bundle: JSON or C2SP tlog-proof text")
+    parser.add_argument(
+        "bundle", type=Path, nargs="+", help="proof bundle(s): JSON or C2SP tlog-proof text"
+    )
     parser.add_argument(
         "--trust", type=Path, required=True, help="trust bundle JSON (log key, signing keys, TSA)"
     )
@@ -52,18 +57,35 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
     args = build_parser().parse_args(argv)
     out = out or sys.stdout
     try:
-        bundle = load_bundle(args.bundle)
+        bundles = [load_bundle(path) for path in args.bundle]
         trust = TrustBundle.from_json(args.trust.read_text(encoding="utf-8"))
         pinned = TrustBundle.from_json(args.pin.read_text(encoding="utf-8")) if args.pin else None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         print(f"warrantor verify: cannot read input: {exc}", file=sys.stderr)
         return EXIT_UNREADABLE
-    report = verify_bundle(bundle, trust, pinned=pinned)
-    if args.json:
-        out.write(json.dumps(report.to_dict(), indent=2) + "\n")
-    else:
-        out.write(format_report(report))
-    return EXIT_OK if report.ok else EXIT_FAILED
+    cache = VerifyCache()
+    reports = [verify_bundle(bundle, trust, pinned=pinned, cache=cache) for bundle in bundles]
+    _write(out, list(zip(args.bundle, reports, strict=True)), as_json=args.json)
+    return EXIT_OK if all(r.ok for r in reports) else EXIT_FAILED
+
+
+def _write(out: TextIO, results: list[tuple[Path, Report]], *, as_json: bool) -> None:
+    """One bundle: its report, as always. Several: each under its file name, then a total."""
+    if len(results) == 1:
+        report = results[0][1]
+        out.write(json.dumps(report.to_dict(), indent=2) + "\n" if as_json else format_report(report))
+        return
+    passed = sum(r.ok for _, r in results)
+    if as_json:
+        doc = {
+            "ok": passed == len(results),
+            "bundles": [{"bundle": str(path), **report.to_dict()} for path, report in results],
+        }
+        out.write(json.dumps(doc, indent=2) + "\n")
+        return
+    for path, report in results:
+        out.write(f"== {path}\n{format_report(report)}")
+    out.write(f"{passed} of {len(results)} bundles VERIFIED\n")
 
 
 if __name__ == "__main__":

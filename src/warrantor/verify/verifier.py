@@ -24,25 +24,41 @@ Rules (DESIGN.md section 4):
 
 Every check runs even when an earlier one failed, so the report lists them all. The
 verifier reads only its arguments: no network, no clock, no server code.
+
+Many bundles, one run: bundles of one batch usually share a checkpoint, so its signature,
+its RFC 3161 token and the pinning of the trust bundle are the same work for each of them.
+A ``VerifyCache`` passed to every ``verify_bundle`` call of a run (``verify_bundles`` does
+this) remembers those results. It remembers only what passed, under the complete input
+that was verified (the note text with the log key and origin; the token bytes with the
+checkpoint body and the TSA root; the pinned and the offered trust bundles), so a hit
+returns exactly what verifying again would, and an input that differs in one byte is
+verified afresh. The envelope's own checks (signature, validity, subject, inclusion) run
+for every bundle. Without a cache each call verifies everything itself.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from warrantor.errors import EvidenceError
 from warrantor.evidence.canonical import digest
-from warrantor.evidence.checkpoint import Checkpoint, open_checkpoint, parse_signed_note
+from warrantor.evidence.checkpoint import (
+    Checkpoint,
+    NoteVerifier,
+    SignedNote,
+    open_checkpoint,
+    parse_signed_note,
+)
 from warrantor.evidence.dsse import Envelope, verify_envelope
 from warrantor.evidence.keys import VerifyKey
 from warrantor.evidence.merkle import leaf_hash, verify_inclusion
 from warrantor.evidence.proofs import ProofBundle, TrustBundle, entry_for
 from warrantor.evidence.tsa import verify_timestamp
-from warrantor.verify.trust import pin_trust
+from warrantor.verify.trust import PinnedTrust, pin_trust
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -83,12 +99,79 @@ class Report:
 Replay = Callable[[dict[str, Any]], CheckResult]
 
 
+class VerifyCache:
+    """Results one verification run already established, keyed by the exact inputs.
+
+    Only successes are stored (a failure raises before anything is remembered), except
+    for pinning, which is a pure function of its two bundles and is stored as computed.
+    Each table is emptied when it reaches ``max_entries``, which bounds the memory of a
+    long run. Not thread-safe: one run, one thread.
+    """
+
+    def __init__(self, max_entries: int = 4096) -> None:
+        self._max = max_entries
+        self._notes: dict[str, SignedNote] = {}
+        self._bodies: dict[str, Checkpoint] = {}
+        self._checkpoints: dict[tuple[str, NoteVerifier, str], Checkpoint] = {}
+        self._timestamps: dict[tuple[bytes, bytes, str], datetime] = {}
+        self._pins: dict[tuple[TrustBundle, TrustBundle], PinnedTrust] = {}
+
+    def _put(self, table: dict[Any, Any], key: Any, value: Any) -> None:
+        if len(table) >= self._max:
+            table.clear()
+        table[key] = value
+
+    def note(self, text: str) -> SignedNote:
+        """``parse_signed_note(text)`` (syntax only; raises ``ValueError``)."""
+        note = self._notes.get(text)
+        if note is None:
+            note = parse_signed_note(text)
+            self._put(self._notes, text, note)
+        return note
+
+    def checkpoint_body(self, text: str) -> Checkpoint:
+        """The checkpoint a note states, parsed, not verified (raises ``ValueError``)."""
+        checkpoint = self._bodies.get(text)
+        if checkpoint is None:
+            checkpoint = Checkpoint.from_body(self.note(text).body)
+            self._put(self._bodies, text, checkpoint)
+        return checkpoint
+
+    def open_checkpoint(self, text: str, verifier: NoteVerifier, origin: str) -> Checkpoint:
+        """``open_checkpoint(text, verifier, origin=origin)``, verified once per input."""
+        key = (text, verifier, origin)
+        checkpoint = self._checkpoints.get(key)
+        if checkpoint is None:
+            checkpoint = open_checkpoint(text, verifier, origin=origin)
+            self._put(self._checkpoints, key, checkpoint)
+        return checkpoint
+
+    def verify_timestamp(self, token: bytes, data: bytes, root_pem: str) -> datetime:
+        """``verify_timestamp(token, data, root_pem)``, verified once per input."""
+        key = (token, data, root_pem)
+        gen_time = self._timestamps.get(key)
+        if gen_time is None:
+            gen_time = verify_timestamp(token, data, root_pem)
+            self._put(self._timestamps, key, gen_time)
+        return gen_time
+
+    def pin(self, pinned: TrustBundle, offered: TrustBundle) -> PinnedTrust:
+        """``pin_trust(pinned, offered)``, computed once per pair of bundles."""
+        key = (pinned, offered)
+        pin = self._pins.get(key)
+        if pin is None:
+            pin = pin_trust(pinned, offered)
+            self._put(self._pins, key, pin)
+        return pin
+
+
 @dataclass
 class _Context:
     """What the checks learn from each other; ``None`` where an earlier step failed."""
 
     envelope: Envelope
     trust: TrustBundle
+    cache: VerifyCache
     statement: dict[str, Any] | None = None
     key: VerifyKey | None = None
     issued_at: datetime | None = None
@@ -161,15 +244,15 @@ def _check_subject(ctx: _Context, expected: str | None) -> str:
     return f"{name} sha256:{sha}"
 
 
-def _unverified_checkpoint(bundle: ProofBundle) -> Checkpoint:
+def _unverified_checkpoint(bundle: ProofBundle, cache: VerifyCache) -> Checkpoint:
     try:
-        return Checkpoint.from_body(parse_signed_note(bundle.checkpoint).body)
+        return cache.checkpoint_body(bundle.checkpoint)
     except ValueError as exc:
         raise EvidenceError(f"expected a checkpoint note: {exc}") from exc
 
 
-def _check_inclusion(bundle: ProofBundle) -> str:
-    checkpoint = _unverified_checkpoint(bundle)
+def _check_inclusion(bundle: ProofBundle, cache: VerifyCache) -> str:
+    checkpoint = _unverified_checkpoint(bundle, cache)
     if checkpoint.size != bundle.tree_size:
         raise EvidenceError(
             f"expected the checkpoint size {checkpoint.size}, bundle says {bundle.tree_size}"
@@ -183,8 +266,8 @@ def _check_inclusion(bundle: ProofBundle) -> str:
     return f"index {bundle.log_index} of {bundle.tree_size}"
 
 
-def _check_checkpoint(bundle: ProofBundle, trust: TrustBundle) -> str:
-    checkpoint = open_checkpoint(bundle.checkpoint, trust.log_verifier, origin=trust.log_origin)
+def _check_checkpoint(bundle: ProofBundle, trust: TrustBundle, cache: VerifyCache) -> str:
+    checkpoint = cache.open_checkpoint(bundle.checkpoint, trust.log_verifier, trust.log_origin)
     return f"{checkpoint.origin} size {checkpoint.size} signed by {trust.log_verifier.name}"
 
 
@@ -194,8 +277,8 @@ def _check_timestamp(bundle: ProofBundle, ctx: _Context) -> str:
         return "skipped: the trust bundle has no TSA root"
     if bundle.timestamp_token is None:
         raise EvidenceError("expected an RFC 3161 token for the checkpoint, got none")
-    body = parse_signed_note(bundle.checkpoint).body.encode()
-    gen_time = verify_timestamp(bundle.timestamp_token, body, root)
+    body = ctx.cache.note(bundle.checkpoint).body.encode()
+    gen_time = ctx.cache.verify_timestamp(bundle.timestamp_token, body, root)
     if ctx.issued_at is None:
         raise EvidenceError("token verifies, but the statement has no issued_at to compare")
     if gen_time < ctx.issued_at:
@@ -230,22 +313,34 @@ def verify_bundle(
     expected_subject_digest: str | None = None,
     replay: Replay | None = None,
     pinned: TrustBundle | None = None,
+    cache: VerifyCache | None = None,
 ) -> Report:
     """Run every check on ``bundle``; the report says which passed. With ``pinned``,
-    ``trust`` counts only as far as the pinned bundle vouches for it (rule 8)."""
+    ``trust`` counts only as far as the pinned bundle vouches for it (rule 8). With
+    ``cache``, results for checkpoints and trust already verified in this run are reused."""
+    cache = VerifyCache() if cache is None else cache
     pin_check: list[Check] = []
     if pinned is not None:
-        pin = pin_trust(pinned, trust)
+        pin = cache.pin(pinned, trust)
         trust = pin.trust
         pin_check.append(Check("trust", pin.ok, pin.detail()))
-    ctx = _Context(bundle.envelope, trust)
+    ctx = _Context(bundle.envelope, trust, cache)
     checks = pin_check + _envelope_checks(ctx, expected_subject_digest)
-    checks.append(_run("inclusion", lambda: _check_inclusion(bundle)))
-    checks.append(_run("checkpoint_signature", lambda: _check_checkpoint(bundle, trust)))
+    checks.append(_run("inclusion", lambda: _check_inclusion(bundle, cache)))
+    checks.append(_run("checkpoint_signature", lambda: _check_checkpoint(bundle, trust, cache)))
     checks.append(_run("timestamp", lambda: _check_timestamp(bundle, ctx)))
     if replay is not None:
         checks.append(_run("replay", lambda: _check_replay(replay, ctx)))
     return Report(tuple(checks))
+
+
+def verify_bundles(
+    bundles: Iterable[ProofBundle], trust: TrustBundle, *, pinned: TrustBundle | None = None
+) -> list[Report]:
+    """``verify_bundle`` for each bundle, sharing one ``VerifyCache``: the reports are the
+    ones separate calls give."""
+    cache = VerifyCache()
+    return [verify_bundle(b, trust, pinned=pinned, cache=cache) for b in bundles]
 
 
 def verify_envelope_only(
@@ -253,7 +348,7 @@ def verify_envelope_only(
 ) -> Report:
     """``signature``, ``key_validity`` and ``subject_digest`` for an envelope without log data
     (a warrant handed to an agent before it is logged)."""
-    return Report(tuple(_envelope_checks(_Context(envelope, trust), expected_subject_digest)))
+    return Report(tuple(_envelope_checks(_Context(envelope, trust, VerifyCache()), expected_subject_digest)))
 
 
 def format_report(report: Report) -> str:
