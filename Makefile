@@ -45,7 +45,7 @@ lint: install-test
 typecheck: install-test
 	$(VENV)/bin/mypy src/warrantor
 
-## Every performance figure against its ceiling in one run (about 15 minutes; docs/performance.md).
+## Every performance figure against its ceiling in one run (about 10 minutes; docs/performance.md).
 ## Needs wrk (Debian package, installed here when run as root) and PostgreSQL on 127.0.0.1:5432.
 ## `make bench BENCH_FLAGS=--quick` runs every scenario for seconds only (a smoke test, not a result).
 bench: install-test

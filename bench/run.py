@@ -561,7 +561,8 @@ def build_figures(details: dict[str, Any], errors: dict[str, str]) -> list[Figur
         else "authorize p99, open loop at half capacity", ol["latency_ms"]["p99"] if ol else None, "ms",
         olc["latency_ms"]["p99"] if olc else None, "ceiling's p99 at that rate", Target("<", 25, on="value"),
         detail=(f"p50 {ol['latency_ms']['p50']:.1f} ms, achieved {ol['achieved_rate']:g}/s, "
-                f"send lag p99 {ol['send_lag_ms']['p99']:.1f} ms") if ol else "", note=why("sqlite")))
+                f"send lag p99 {ol['send_lag_ms']['p99']:.1f} ms"
+                + (f", {ol['errors']} failed" if ol.get("errors") else "")) if ol else "", note=why("sqlite")))
     pg1 = _get(details, "postgres", "workers_1", "median")
     pg2 = _get(details, "postgres", "workers_2", "median")
     figs.append(Figure("authorize_pg_1", "authorize PostgreSQL, 1 worker (64 conn)", pg1["rps"] if pg1 else None,
@@ -601,6 +602,16 @@ def build_figures(details: dict[str, Any], errors: dict[str, str]) -> list[Figur
         note=why("sqlite") if not ig else ("" if ig["achieved_actions_per_s"] >= 0.95 * INTEGRATOR_RATE
                                            else "below 1,000/s: the most this machine sustained")))
     return figs
+
+
+def served_by(details: dict[str, Any]) -> dict[str, str]:
+    """Which event loop and HTTP parser the ceiling and Warrantor actually ran (they should match)."""
+    out = {}
+    if stack := _get(details, "ceiling", "stack"):
+        out["ceiling"] = f"{'uvloop' if stack['loop'].startswith('uvloop') else stack['loop']}+{stack['http']}"
+    if stack := _get(details, "sqlite", "stack"):
+        out["warrantor"] = f"{'uvloop' if stack['uvloop'] else 'asyncio'}+{stack['http']}"
+    return out
 
 
 # -- main --------------------------------------------------------------------------------
@@ -660,6 +671,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
     figures = build_figures(details, errors)
+    machine["served_by"] = served_by(details)
     machine["load_average_end"] = list(os.getloadavg())
     command = " ".join([".venv/bin/python bench/run.py", *(argv if argv is not None else sys.argv[1:])])
     doc = results_document(figures, command=command, mode=mode.name, machine=machine, scenarios=details,
@@ -667,6 +679,8 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=2) + "\n")
     print(render_table(figures))
+    if machine["served_by"]:
+        print("\nevent loop + HTTP parser: " + ", ".join(f"{k} {v}" for k, v in machine["served_by"].items()))
     print(f"\n{mode.name} run; results in {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}"
           + (f"; phases failed: {', '.join(errors)}" if errors else ""))
     return 1 if errors else 0
