@@ -217,7 +217,7 @@ class Authorizer:
     def _read_phase(
         self, tenant_id: str, intent: Intent, key: str | None, request_hash: str
     ) -> tuple[Outcome | None, _Prepared | None]:
-        with self._d.store.read() as repo:
+        with self._d.store.read_lazy() as repo:  # no transaction when every fact is cached
             if key is not None:
                 existing = repo.action_by_idempotency_key(tenant_id, key)
                 if existing is not None:

@@ -8,11 +8,12 @@ group-commit writer (see ``db.py``) and returns once it is durable. Jobs and rea
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from warrantor.store.db import Database, UniqueViolationError, sqlite_url
 from warrantor.store.repo import Repo
@@ -43,6 +44,19 @@ class Store:
     def read(self) -> Iterator[Repo]:
         with self.db.read() as conn:
             yield Repo(conn, self.dialect)
+
+    @contextmanager
+    def read_lazy(self) -> Iterator[Repo]:
+        """``read``, but the transaction begins at the first query: a request whose facts
+        all come from caches (the usual authorization) opens no transaction at all. Once
+        begun, every query of the block reads the same snapshot, as with ``read``."""
+        lazy = _LazyRepo(self.db, self.dialect)
+        try:
+            yield lazy
+        except BaseException as exc:
+            lazy.close(exc)
+            raise
+        lazy.close(None)
 
     def write(self, job: Callable[[Repo], T]) -> T:
         dialect = self.dialect
@@ -91,3 +105,32 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+
+
+class _LazyRepo(Repo):
+    """A ``Repo`` whose read transaction begins when a query first needs the connection."""
+
+    def __init__(self, db: Database, dialect: str) -> None:  # no connection yet: see ``conn``
+        self._db = db
+        self.dialect = dialect
+        self._opened: AbstractContextManager[Connection] | None = None
+        self._conn: Connection | None = None
+
+    @property
+    def conn(self) -> Connection:
+        if self._conn is None:
+            self._opened = self._db.read()
+            self._conn = self._opened.__enter__()
+        return self._conn
+
+    @conn.setter
+    def conn(self, value: Connection) -> None:
+        self._conn = value
+
+    def close(self, exc: BaseException | None) -> None:
+        if self._opened is not None:
+            opened, self._opened, self._conn = self._opened, None, None
+            if exc is None:
+                opened.__exit__(None, None, None)
+            else:
+                opened.__exit__(type(exc), exc, exc.__traceback__)

@@ -92,7 +92,10 @@ def create_engines(url: str) -> tuple[Engine, Engine]:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     writer = sa.create_engine(url, pool_size=2, max_overflow=2, pool_pre_ping=True)
-    reader = sa.create_engine(url, pool_size=8, max_overflow=16, pool_pre_ping=True)
+    # Repeatable read: a read transaction sees one snapshot on PostgreSQL too (its default,
+    # read committed, takes a new snapshot per statement); read-only, it never conflicts.
+    reader = sa.create_engine(url, pool_size=8, max_overflow=16, pool_pre_ping=True,
+                              isolation_level="REPEATABLE READ")
     return writer, reader
 
 
