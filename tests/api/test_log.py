@@ -206,3 +206,14 @@ def test_a_checkpoint_exists_as_soon_as_the_server_is_ready(env: Env) -> None:
     r = env.client.get("/v1/log/checkpoint?format=json")
     assert r.status_code == 200
     assert r.json()["size"] >= 1  # the demo bundle's activation is already in it
+
+
+def test_responses_carry_the_log_index_their_evidence_was_given(env: Env) -> None:
+    """Indices are assigned when the writer's batch ends, after the job that built the
+    response; the notarize response still carries the receipt's stored index."""
+    action_id = env.authorize().json()["action_id"]
+    r = env.client.post(f"/v1/actions/{action_id}/notarize", json={"outcome": "completed"},
+                        headers=env.h("agent"))
+    assert r.status_code == 200, r.text
+    stored = env.client.get(f"/v1/actions/{action_id}", headers=env.h("auditor")).json()
+    assert r.json()["receipt"]["log_index"] == stored["receipt"]["log_index"] > stored["warrant"]["log_index"]

@@ -6,9 +6,10 @@ Run against both stores; a new implementation passes this file or is not a Store
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -20,6 +21,7 @@ from warrantor.store import Repo, Store, UniqueViolationError
 from warrantor.store import schema as s
 from warrantor.store.fastpath import RawInsert
 from warrantor.store.repo import evidence_values
+from warrantor.store.sequencing import LogTicket
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -102,7 +104,7 @@ def test_log_indices_are_dense_and_unique_under_concurrency(store: Store) -> Non
 
     def append(i: int) -> None:
         rows = [_evidence_row(f"e{i}a", bytes([i])), _evidence_row(f"e{i}b", bytes([i]))]
-        first = store.write(lambda repo: repo.sequence_evidence(rows, NOW))
+        first = store.write(lambda repo: repo.sequence_evidence(rows, NOW)).first
         with lock:
             firsts.append(first)
 
@@ -149,3 +151,107 @@ def test_fast_path_rows_read_back_like_core_rows(store: Store) -> None:
     assert rows[0][0].replace(tzinfo=UTC) == rows[1][0].replace(tzinfo=UTC) == when
     assert bytes(rows[1][1]) == b"\x02" * 32
     assert texts[0][0] == texts[1][0]  # byte-identical storage, so range queries compare alike
+
+
+# -- log sequencing in the group-commit writer (store/sequencing.py) ------------------------
+
+def _one_batch(store: Store, jobs: list[Callable[[Repo], Any]]) -> list[Any]:
+    """Run ``jobs`` in one writer batch: the writer is held on a first job while they queue."""
+    gate, started = threading.Event(), threading.Event()
+
+    def hold(_repo: Repo) -> None:
+        started.set()
+        gate.wait(10)
+
+    holder = threading.Thread(target=store.write, args=(hold,))
+    holder.start()
+    started.wait(10)
+    results: list[Any] = [None] * len(jobs)
+
+    def run(i: int) -> None:
+        try:
+            results[i] = store.write(jobs[i])
+        except Exception as exc:  # the job's own failure, reported to its caller
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(jobs))]
+    for t in threads:
+        t.start()
+    while store.db._queue.qsize() < len(jobs):  # all queued behind the held job
+        threading.Event().wait(0.01)
+    batches = store.db.batches
+    gate.set()
+    for t in [holder, *threads]:
+        t.join(10)
+    assert store.db.batches == batches + 2  # the held job's batch, then all of these
+    return results
+
+
+def test_a_job_rolled_back_after_recording_evidence_leaves_no_gap(store: Store) -> None:
+    store.write(lambda repo: repo.insert_tenant(Tenant("t", "x", NOW)))
+
+    def good(name: str) -> Callable[[Repo], LogTicket]:
+        rows = [_evidence_row(f"{name}1", b"\x01"), _evidence_row(f"{name}2", b"\x02")]
+        return lambda repo: repo.sequence_evidence(rows, NOW)
+
+    def bad(repo: Repo) -> None:
+        repo.sequence_evidence([_evidence_row("bad", b"\x09")], NOW)
+        raise NotFoundError("boom")
+
+    a, failed, c = _one_batch(store, [good("a"), bad, good("c")])
+    assert isinstance(failed, NotFoundError)
+    assert (a.first, a.last, c.first, c.last) == (0, 1, 2, 3)
+    with store.read() as repo:
+        assert repo.counter("log_size") == 4
+        assert len(repo.log_entries_from(0, 100)) == 4
+        assert repo.get_evidence("t", "bad") is None
+        assert [repo.get_evidence("t", e).log_index for e in ("a1", "a2", "c1", "c2")] == [0, 1, 2, 3]  # type: ignore[union-attr]
+
+
+def test_a_log_index_is_not_readable_inside_the_job_that_recorded_it(store: Store) -> None:
+    store.write(lambda repo: repo.insert_tenant(Tenant("t", "x", NOW)))
+
+    def peek(repo: Repo) -> int:
+        return repo.sequence_evidence([_evidence_row("early", b"\x08")], NOW).first
+
+    with pytest.raises(RuntimeError, match="known only after"):
+        store.write(peek)
+    with store.read() as repo:  # the job failed alone: nothing of it was written
+        assert repo.get_evidence("t", "early") is None and repo.counter("log_size") == 0
+
+
+@pytest.mark.postgres
+def test_the_log_lock_is_not_held_while_the_batch_runs() -> None:
+    """Another process can take the ``log_size`` row lock while this writer's job runs after
+    recording evidence: the lock is taken only when the batch is sequenced, before COMMIT."""
+    with pg_database() as url:
+        store = Store(url)
+        store.migrate()
+        other = sa.create_engine("postgresql+psycopg://" + url.removeprefix("postgresql://"))
+        try:
+            store.write(lambda repo: repo.insert_tenant(Tenant("t", "x", NOW)))
+            store.write(lambda repo: repo.sequence_evidence([_evidence_row("first", b"\x07")], NOW))
+            recorded, release = threading.Event(), threading.Event()
+
+            def job(repo: Repo) -> LogTicket:
+                ticket = repo.sequence_evidence([_evidence_row("second", b"\x06")], NOW)
+                recorded.set()
+                release.wait(10)
+                return ticket
+
+            result: list[LogTicket] = []
+            writer = threading.Thread(target=lambda: result.append(store.write(job)))
+            writer.start()
+            assert recorded.wait(10)
+            try:
+                with other.begin() as conn:
+                    conn.execute(sa.text("SET LOCAL lock_timeout = '2s'"))
+                    size = conn.execute(sa.text(
+                        "SELECT value FROM counters WHERE name = 'log_size' FOR UPDATE")).scalar_one()
+            finally:
+                release.set()
+                writer.join(10)
+            assert size == 1 and result[0].first == 1
+        finally:
+            other.dispose()
+            store.close()

@@ -125,8 +125,9 @@ class Notarizer:
                 receipt = {
                     "receipt_id": applied.receipt.evidence_id,
                     "envelope": applied.receipt.envelope.to_dict(),
-                    "log_index": applied.receipt_log_index,
+                    "log_index": None,  # set when the batch is sequenced, before the answer
                 }
+                applied.fill_receipt_index(receipt)
             return {
                 "action_id": action.id,
                 "status": applied.status.value,

@@ -30,6 +30,7 @@ from warrantor.evidence.statement import (
 )
 from warrantor.store import Repo
 from warrantor.store.repo import evidence_values
+from warrantor.store.sequencing import LogTicket
 
 
 @dataclass(frozen=True)
@@ -184,12 +185,13 @@ def prepare(sealed: Sequence[tuple[Sealed, str, str | None]], now: datetime) -> 
     return [evidence_values(item.to_record(tenant_id, action_id, now)) for item, tenant_id, action_id in sealed]
 
 
-def record(repo: Repo, sealed: Sequence[tuple[Sealed, str, str | None]], now: datetime) -> int:
+def record(repo: Repo, sealed: Sequence[tuple[Sealed, str, str | None]], now: datetime) -> LogTicket:
     """Insert evidence (sealed, tenant, action) and sequence its log entries at dense
-    indices; returns the log index of the first, the others follow in order."""
+    indices, in order; the ticket gives the indices once the write is sequenced (after the
+    job, before the caller is answered)."""
     return repo.sequence_evidence(prepare(sealed, now), now)
 
 
-def record_prepared(repo: Repo, rows: Sequence[dict[str, Any]], now: datetime) -> int:
+def record_prepared(repo: Repo, rows: Sequence[dict[str, Any]], now: datetime) -> LogTicket:
     """``record`` for rows from ``prepare`` (encoded before the write job started)."""
     return repo.sequence_evidence([dict(r) for r in rows], now)

@@ -17,6 +17,7 @@ from warrantor.errors import ConflictError
 from warrantor.service.context import Deps
 from warrantor.service.sealing import Sealed, record
 from warrantor.store import Repo
+from warrantor.store.sequencing import LogTicket
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,18 @@ class Applied:
     status: Status
     receipt: Sealed | None = None
     warrant: Sealed | None = None
-    receipt_log_index: int | None = None
+    logged: LogTicket | None = None  # the warrant's and/or receipt's log indices, in that order
+
+    @property
+    def receipt_log_index(self) -> int | None:
+        """The receipt's log index; known once the write is sequenced, not inside the job
+        (a response built there uses ``logged.fill``)."""
+        return self.logged.last if self.receipt is not None and self.logged is not None else None
+
+    def fill_receipt_index(self, target: dict[str, Any], key: str = "log_index") -> None:
+        """Set ``target[key]`` to the receipt's log index once the write is sequenced."""
+        if self.receipt is not None and self.logged is not None:
+            self.logged.fill(target, key, self.logged.count - 1)
 
 
 def warrant_digest(repo: Repo, action: Action) -> str | None:
@@ -95,12 +107,8 @@ def apply(
         "agent_id": action.agent_id, "reason_code": reason_code,
     })
     sealed = [s for s in (sealed_warrant, sealed_receipt) if s is not None]
-    receipt_index = None
-    if sealed:
-        first = record(repo, [(s, action.tenant_id, action.id) for s in sealed], now)
-        if sealed_receipt is not None:
-            receipt_index = first + len(sealed) - 1
-    return Applied(action.id, target, sealed_receipt, sealed_warrant, receipt_index)
+    logged = record(repo, [(s, action.tenant_id, action.id) for s in sealed], now) if sealed else None
+    return Applied(action.id, target, sealed_receipt, sealed_warrant, logged)
 
 
 def _event_name(status: Status) -> str:

@@ -69,6 +69,7 @@ from warrantor.service.sealing import Sealed, record
 from warrantor.store import Repo, UniqueViolationError
 from warrantor.store import repo_humans as rh
 from warrantor.store.repo_humans import Session, User
+from warrantor.store.sequencing import LogTicket
 
 ROLES = ("approver", "admin", "auditor")
 DECIDING_ROLES = frozenset({"approver", "admin"})
@@ -406,16 +407,16 @@ class Users:
             sealed.evidence_id, now,
         )
 
-        def job(repo: Repo) -> int:
+        def job(repo: Repo) -> LogTicket:
             if rh.has_cosigned(repo, us.tenant_id, action_id, us.user.id):
                 raise ConflictError("you have already cosigned this action", code="ALREADY_COSIGNED")
             items: list[tuple[Sealed, str, str | None]] = [(sealed, us.tenant_id, action_id)]
-            index = record(repo, items, now)
+            logged = record(repo, items, now)
             rh.insert_cosignature(repo, row)
-            return index
+            return logged
 
         try:
-            log_index = self._d.store.write(job)
+            log_index = self._d.store.write(job).first
         except UniqueViolationError as exc:
             raise ConflictError("you have already cosigned this action", code="ALREADY_COSIGNED") from exc
         return {

@@ -43,6 +43,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from warrantor.errors import ConflictError, StorageError, WarrantorError
 from warrantor.store.fastpath import Savepoints, fetch_row
+from warrantor.store.sequencing import LogBatch
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -211,20 +212,28 @@ class Database:
 
     def _run_batch(self, conn: Connection, batch: list[_Job]) -> list[tuple[bool, Any]]:
         results: list[tuple[bool, Any]] = []
+        info = conn.info
         with conn.begin():
             savepoints = Savepoints(conn)
-            for i, job in enumerate(batch):
-                savepoints.begin(i)
-                try:
-                    value = job.fn(conn)
-                except Exception as exc:
-                    if _sqlstate(exc) in _RETRYABLE_SQLSTATES:
-                        raise  # the whole batch is retried
-                    savepoints.rollback(i)
-                    results.append((False, self._wrap(exc)))
-                else:
-                    savepoints.release(i)
-                    results.append((True, value))
+            log_batch = LogBatch.begin(conn)  # evidence is sequenced last (sequencing.py)
+            try:
+                for i, job in enumerate(batch):
+                    savepoints.begin(i)
+                    mark = log_batch.mark()
+                    try:
+                        value = job.fn(conn)
+                    except Exception as exc:
+                        if _sqlstate(exc) in _RETRYABLE_SQLSTATES:
+                            raise  # the whole batch is retried
+                        savepoints.rollback(i)
+                        log_batch.drop_from(mark)
+                        results.append((False, self._wrap(exc)))
+                    else:
+                        savepoints.release(i)
+                        results.append((True, value))
+                log_batch.flush(conn)  # the log_size row lock, held from here to COMMIT
+            finally:
+                LogBatch.end(info)
         return results
 
     @staticmethod

@@ -31,7 +31,8 @@ from warrantor.domain.model import (
 )
 from warrantor.store import schema as s
 from warrantor.store.codec import dumps, utc, utc_required
-from warrantor.store.fastpath import RawInsert, bump_counter
+from warrantor.store.fastpath import RawInsert
+from warrantor.store.sequencing import LogBatch, LogTicket, reserve, sequence_now
 
 _dumps = dumps
 _utc = utc
@@ -46,11 +47,7 @@ class Repo:
     # -- counters --------------------------------------------------------------------
     def next_counter(self, name: str, n: int = 1) -> int:
         """Add ``n`` to a counter and return its value before; the row lock serializes."""
-        value = bump_counter(self.conn, name, n)
-        if value is None:
-            self.conn.execute(sa.insert(s.counters).values(name=name, value=n))
-            return 0
-        return value - n
+        return reserve(self.conn, name, n)
 
     def counter(self, name: str) -> int:
         row = self.conn.execute(
@@ -392,22 +389,18 @@ class Repo:
         ]
 
     # -- evidence and the log --------------------------------------------------------
-    def sequence_evidence(self, rows: list[dict[str, Any]], now: datetime) -> int:
-        """Insert evidence rows (from ``evidence_values``) at dense log indices, with their
-        log entries, in two multi-row statements; returns the first index.
+    def sequence_evidence(self, rows: list[dict[str, Any]], now: datetime) -> LogTicket:
+        """Record evidence rows (from ``evidence_values``) at dense log indices, with their
+        log entries, atomically with this transaction; the ticket gives the indices.
 
-        The ``log_size`` counter's row lock is held to commit, so indices are assigned in
-        commit order across every process sharing the database.
+        In the group-commit writer the rows are queued and sequenced for the whole batch in
+        its last statements (the ``log_size`` row lock is held only from there to COMMIT);
+        elsewhere at once. Rules: ``sequencing.py``.
         """
-        first = self.next_counter("log_size", len(rows))
-        entries = []
-        for i, row in enumerate(rows):
-            row["log_index"] = first + i
-            entries.append({"idx": first + i, "entry": bytes.fromhex(row["envelope_digest"]),
-                            "evidence_id": row["id"], "created_at": now})
-        _INSERT_EVIDENCE.execute(self.conn, rows)
-        _INSERT_LOG_ENTRY.execute(self.conn, entries)
-        return first
+        batch = LogBatch.of(self.conn)
+        if batch is not None:
+            return batch.add(rows, now)
+        return sequence_now(self.conn, rows, now)
 
     def get_evidence(self, tenant_id: str, evidence_id: str) -> Evidence | None:
         row = self.conn.execute(
@@ -472,8 +465,6 @@ class Repo:
 
 
 _INSERT_ACTION = RawInsert(s.actions)
-_INSERT_EVIDENCE = RawInsert(s.evidence)
-_INSERT_LOG_ENTRY = RawInsert(s.log_entries)
 
 
 def action_values(a: Action) -> dict[str, Any]:
