@@ -108,6 +108,9 @@ actions = sa.Table(
     sa.UniqueConstraint("tenant_id", "idempotency_key"),
     sa.Index(None, "tenant_id", "created_at"),
     sa.Index(None, "tenant_id", "status"),
+    # The expiry sweep (every few seconds, across tenants): held or runnable actions past a
+    # deadline are found without reading every action ever recorded.
+    sa.Index(None, "status", "warrant_expires_at"),
 )
 
 approval_requests = sa.Table(

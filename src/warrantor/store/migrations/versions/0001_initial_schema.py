@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-01 22:30:26.107043
+Create Date: 2026-12-01 23:00:55.431282
 """
 
 from __future__ import annotations
@@ -95,6 +95,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('tenant_id', 'idempotency_key', name=op.f('uq_actions_tenant_id_idempotency_key'))
     )
     with op.batch_alter_table('actions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_actions_status_warrant_expires_at'), ['status', 'warrant_expires_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_actions_tenant_id_created_at'), ['tenant_id', 'created_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_actions_tenant_id_status'), ['tenant_id', 'status'], unique=False)
 
@@ -549,6 +550,7 @@ def downgrade() -> None:
     with op.batch_alter_table('actions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_actions_tenant_id_status'))
         batch_op.drop_index(batch_op.f('ix_actions_tenant_id_created_at'))
+        batch_op.drop_index(batch_op.f('ix_actions_status_warrant_expires_at'))
 
     op.drop_table('actions')
     op.drop_table('tenants')
