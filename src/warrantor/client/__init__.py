@@ -14,7 +14,7 @@ Errors are ``warrantor.errors`` classes, chosen by the problem document's ``code
 This module is the whole public surface (a test pins ``__all__``); the underscored modules
 behind it are private: ``_calls`` (endpoints as data, retry rule), ``_models`` (returned
 dataclasses), ``_errors``, ``_guard`` (decorator rules), ``_sync``, ``_async``.
-Spec: DESIGN.md section 5 (API v1). The server is not imported here.
+Spec: README.md (API v1). The server is not imported here.
 """
 
 from warrantor.client._async import AsyncClient

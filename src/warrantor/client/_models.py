@@ -1,6 +1,6 @@
 """What the SDK returns: frozen dataclasses over the API's JSON, the raw JSON kept in ``raw``.
 
-Each ``from_json`` reads the fields callers rely on (DESIGN.md section 5, "Shapes that
+Each ``from_json`` reads the fields callers rely on (README.md, "Shapes that
 clients and tests rely on") and keeps the whole document in ``raw``, so fields the server
 adds later stay reachable without an SDK release. Evidence documents (keys, the trust
 bundle, proof bundles) are returned as plain dicts: the offline verifier parses them.

@@ -1,6 +1,6 @@
 """The action lifecycle as one transition table.
 
-Rules (DESIGN.md section 2):
+Rules (docs/architecture.md):
 
 - ``POST /v1/actions`` creates an action straight into ``authorized``,
   ``pending_approval``, ``pending_confirmation`` or ``denied``; that is the ``CREATE``

@@ -1,6 +1,6 @@
 """Ed25519 signing keys, their DSSE key ids, and the published key set.
 
-A key id is the hex sha256 of the raw 32-byte public key (DESIGN.md section 4), so anyone
+A key id is the hex sha256 of the raw 32-byte public key (docs/offline-verification.md), so anyone
 holding the public key can recompute it. Keys rotate: a retired key stays published with
 its validity period so that evidence it signed keeps verifying.
 """

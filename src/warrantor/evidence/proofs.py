@@ -11,9 +11,9 @@ key, the envelope signing keys with their validity, optionally a TSA root, and t
 key history (``warrantor.evidence.keyhistory``) that lets a holder of an older bundle
 follow each rotation to the new key.
 
-The log entry of an envelope is ``sha256(canonical JSON of the envelope)`` (DESIGN.md
-section 4); its leaf hash is ``merkle.leaf_hash(entry)``. Parsing checks shapes only:
-whether anything verifies is ``warrantor.verify``'s job.
+The log entry of an envelope is ``sha256(canonical JSON of the envelope)``
+(docs/offline-verification.md); its leaf hash is ``merkle.leaf_hash(entry)``. Parsing checks
+shapes only: whether anything verifies is ``warrantor.verify``'s job.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Policy: Cedar bundles, the normalized Cedar request, and fail-closed evaluation.
 
-DESIGN.md section 3. The modules, from the outside in:
+docs/guardrails.md. The modules, from the outside in:
 
 - :mod:`~warrantor.policy.bundle`: ``parse_bundle`` turns untrusted ``{cedar, schema,
   config}`` into a checked :class:`PolicyBundle` or raises :class:`BundleInvalidError`

@@ -1,6 +1,6 @@
 """Policy bundles: Cedar policies + Cedar schema + config, parsed and checked once.
 
-DESIGN.md section 3. :func:`parse_bundle` is the only way untrusted bundle text becomes a
+docs/guardrails.md. :func:`parse_bundle` is the only way untrusted bundle text becomes a
 :class:`PolicyBundle`; it reports *every* problem in one :class:`BundleInvalidError`
 (``POLICY_INVALID``, 422), each as ``{"message", "line"?, "column"?, "policy_id"?}``:
 

@@ -1,6 +1,6 @@
 """The bundle's ``config``: agents, endpoints, detectors, budgets, rate limits, approvals.
 
-DESIGN.md section 3, "The bundle's config". The config arrives as a JSON object or as the
+docs/guardrails.md, "The bundle's config". The config arrives as a JSON object or as the
 YAML text of ``warrantor.yaml``; :meth:`BundleConfig.from_dict` parses it once into frozen
 dataclasses, so inner code never re-checks it ("parse, don't validate").
 

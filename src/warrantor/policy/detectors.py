@@ -1,7 +1,7 @@
 """Content detectors: signatures for secrets, card numbers and prompt-injection markers.
 
-Implements the ``detectors`` stage of the authorization pipeline (DESIGN.md section 2) and
-the ``detectors`` block of a bundle's config (section 3)::
+Implements the ``detectors`` stage of the authorization pipeline (docs/architecture.md) and
+the ``detectors`` block of a bundle's config (docs/guardrails.md)::
 
     detectors:
       builtin: {secrets: deny, cards: deny, injection: require_approval}

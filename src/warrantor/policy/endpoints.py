@@ -1,7 +1,7 @@
 """Endpoint allowlist and TLS certificate pinning for actions that call an external URL.
 
-Implements the ``endpoint allowlist`` stage of the authorization pipeline (DESIGN.md
-section 2) and the ``endpoints`` block of a bundle's config (section 3)::
+Implements the ``endpoint allowlist`` stage of the authorization pipeline
+(docs/architecture.md) and the ``endpoints`` block of a bundle's config (docs/guardrails.md)::
 
     endpoints:
       strict: true

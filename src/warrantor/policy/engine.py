@@ -1,6 +1,6 @@
 """Evaluate a policy bundle on one normalized input: every matching rule, fail closed.
 
-DESIGN.md section 3. Cedar answers Allow or Deny and, in its diagnostics, lists only the
+docs/guardrails.md. Cedar answers Allow or Deny and, in its diagnostics, lists only the
 policies that *determined* that answer: on Deny the satisfied ``forbid`` policies, on Allow
 the satisfied ``permit`` policies. Warrantor needs both (a ``require_approval`` forbid
 means nothing if no permit matched), so the engine prepares, once per bundle, a shadow

@@ -1,8 +1,8 @@
 """Pure arithmetic for rate limits and budgets: token buckets, budget windows, metrics.
 
-Follows the ``budgets`` and ``rate_limits`` blocks of a bundle's config (DESIGN.md section 3)
+Follows the ``budgets`` and ``rate_limits`` blocks of a bundle's config (docs/guardrails.md)
 and the ``run budget`` / ``cumulative budget and rate limit`` stages of the pipeline
-(section 2)::
+(docs/architecture.md)::
 
     budgets:
       - {id: daily-wires, metric: payload.amount_minor, scope: tenant, window: 1d,
@@ -35,7 +35,7 @@ What it does:
   closed (deny), since a budget that cannot be measured must not be skipped.
 
 What it does not do: store or lock anything. The database holds bucket state and
-consumption and applies these decisions atomically (DESIGN.md section 7).
+consumption and applies these decisions atomically (docs/storage.md).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The Cedar request Warrantor builds for an action, normalized in trusted Python.
 
-DESIGN.md section 3. Every action becomes
+docs/guardrails.md. Every action becomes
 
 - principal ``Agent::"<agent_id>"`` (``Agent::""`` when the caller named no agent),
 - action ``Action::"<action_type>"``,

@@ -1,4 +1,4 @@
-"""The agent registry and the ``identify`` stage (DESIGN.md sections 1, 2 and 3).
+"""The agent registry and the ``identify`` stage (docs/security.md).
 
 - ``Agents``: register a version (``POST /v1/agents``: agent id, version, model id,
   instruction hash; each call adds one version), read an agent's versions, delete an agent.

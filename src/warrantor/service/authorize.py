@@ -1,4 +1,4 @@
-"""Authorize an intended action: the pipeline of DESIGN.md section 2.
+"""Authorize an intended action: the pipeline of docs/architecture.md.
 
     validate -> identify -> idempotency -> detectors -> endpoint -> policy -> grant
              -> run budget -> cumulative budget and rate limit -> seal
@@ -97,7 +97,7 @@ def _take_guard_stop(draft: Draft, stop: GuardStop) -> None:
 
 
 class Authorizer:
-    """The pipeline. Extensions plug in at three points, in DESIGN.md's stage order:
+    """The pipeline. Extensions plug in at three points, in the pipeline's stage order:
 
     - ``providers`` read facts in the read phase (agent registry, grants);
     - ``early_stages`` run before detectors (identify), ``late_stages`` after the policy

@@ -1,6 +1,6 @@
 """Budgets: reserve at authorization, settle at notarize, release on deny, failure, expiry.
 
-DESIGN.md section 3 (``budgets:`` in the bundle's config) and the ``run budget`` and
+docs/guardrails.md (``budgets:`` in the bundle's config) and the ``run budget`` and
 ``cumulative budget`` stages of section 2; halt semantics after the seed's CCV (per-run,
 ``BUDGET_EXHAUSTED``) and MACC (cumulative, ``CUMULATIVE_BUDGET_EXCEEDED``) halts.
 
@@ -15,7 +15,7 @@ How one action is counted against one budget (a *slot*):
   such field; a field that is not a non-negative integer denies (``BUDGET_METRIC_INVALID``):
   a budget that cannot be measured is never skipped.
 
-Atomicity (section 7): ``BudgetGuard.reserve`` runs inside the authorization's write
+Atomicity (docs/storage.md): ``BudgetGuard.reserve`` runs inside the authorization's write
 transaction. For each slot, in a fixed order, it locks the counter row
 (tenant, budget, scope key, window key); calendar and run windows keep the total in that
 row, rolling windows keep it in bucket rows read under the same lock. Every process on

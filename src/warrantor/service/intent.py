@@ -2,7 +2,7 @@
 
 ``Intent`` is built from an already schema-checked request body. Its ``canonical()`` form
 drops absent fields, so adding an optional field later never changes old digests. The
-intent digest is ``sha256(JCS(canonical))`` (DESIGN.md section 4).
+intent digest is ``sha256(JCS(canonical))`` (docs/offline-verification.md).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Rate limits per API key and per agent: token buckets shared by every process.
 
-DESIGN.md section 3 (``rate_limits: {per_key, per_agent}`` in the bundle's config) and the
+docs/guardrails.md (``rate_limits: {per_key, per_agent}`` in the bundle's config) and the
 ``rate limit`` stage of section 2. ``RateLimitGuard`` runs first among the write guards,
 inside the authorization's write transaction: it locks the bucket row (tenant, kind, key),
 applies ``policy.limits.take`` and stores the new state, so every server process on one

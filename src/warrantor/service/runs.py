@@ -1,4 +1,4 @@
-"""Runs: one agent run or session, its consumption and its halt (DESIGN.md sections 1, 5).
+"""Runs: one agent run or session, its consumption and its halt (docs/security.md).
 
 - ``Runs.create`` (``POST /v1/runs``): a run id and start time; an agent key's run belongs
   to its agent.

@@ -3,7 +3,7 @@
 A warrant says "action X with intent digest D was authorized under policy P, valid until
 T". A receipt is minted for every terminal state and commits to the intent digest, the
 decision, the approvals, the execution report and the match result. Both are DSSE
-envelopes over in-toto Statements (DESIGN.md section 4) whose subject is
+envelopes over in-toto Statements (docs/offline-verification.md) whose subject is
 ``action:<action_id>`` with the intent digest.
 
 Signing happens outside the write transaction where it can; ``record`` is the part that

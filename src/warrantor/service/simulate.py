@@ -1,4 +1,4 @@
-"""Simulation: replay a candidate bundle over recorded actions (DESIGN.md sections 3, 5).
+"""Simulation: replay a candidate bundle over recorded actions (docs/guardrails.md).
 
 ``POST /v1/policies/simulate`` takes a stored bundle's hash and a time range, and for every
 recorded action in it (oldest first, at most ``limit``) evaluates the action's stored

@@ -1,4 +1,4 @@
-"""Choosing the deployment's RFC 3161 time-stamp authority (DESIGN.md section 4).
+"""Choosing the deployment's RFC 3161 time-stamp authority (docs/offline-verification.md).
 
 Two implementations of ``evidence.tsa.TimestampAuthority``:
 

@@ -1,6 +1,6 @@
 """Humans: users, console sessions, human decisions on held actions, cosignatures.
 
-Rules (DESIGN.md sections 1 and 5; issue 4):
+Rules (docs/security.md; issue 4):
 
 - A user belongs to one tenant and has roles ``approver``, ``admin`` and/or ``auditor`` and
   approver groups (``finance-leads``). E-mail is the login name, unique across the

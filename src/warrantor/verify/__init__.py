@@ -1,4 +1,4 @@
-"""Offline verification of Warrantor evidence (DESIGN.md section 4).
+"""Offline verification of Warrantor evidence (docs/offline-verification.md).
 
 Imports ``warrantor.evidence`` only: no server, store, HTTP or framework code, so an
 auditor can verify a proof bundle with nothing but the bundle and a trust bundle.

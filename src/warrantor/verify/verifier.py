@@ -1,6 +1,6 @@
 """The offline verifier: checks a proof bundle against a trust bundle, check by check.
 
-Rules (DESIGN.md section 4):
+Rules (docs/offline-verification.md):
 
 1. ``signature``: a DSSE signature over the PAE verifies under a key in the trust bundle
    (matched by key id, so a foreign key never verifies).

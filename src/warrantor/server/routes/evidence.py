@@ -4,7 +4,7 @@ Public (no credentials): ``GET /v1/log/checkpoint``, ``/v1/log/proof/inclusion``
 ``/v1/log/proof/consistency``, ``/v1/log/entries``, ``POST /v1/log/cosignatures`` (only configured witnesses'
 signatures are accepted), ``GET /v1/trust`` and ``POST /v1/verify``. Tenant API keys:
 ``GET /v1/receipts/{id}/bundle``, ``GET /v1/warrants/{id}/bundle`` and
-``POST /v1/confirm-execution``. Formats: DESIGN.md sections 4 and 5; proofs per RFC 9162
+``POST /v1/confirm-execution``. Formats: docs/offline-verification.md; proofs per RFC 9162
 with base64 hashes.
 """
 

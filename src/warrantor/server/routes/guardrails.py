@@ -1,4 +1,4 @@
-"""Guardrails: agent registry, runs, budgets and policy simulation (DESIGN.md section 5).
+"""Guardrails: agent registry, runs, budgets and policy simulation (README.md).
 
 ``POST /v1/agents`` (admin) adds a version; ``GET``/``DELETE /v1/agents/{id}``.
 ``POST /v1/runs``, ``POST /v1/runs/{id}/usage``, ``GET /v1/runs/{id}``.
