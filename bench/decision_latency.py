@@ -1,27 +1,31 @@
-"""Decision latency after 10^3 and after 10^6 recorded actions, on SQLite or PostgreSQL.
+"""Decision latency after 10^3 and after 10^6 recorded actions, on SQLite and PostgreSQL.
 
-Starts ``warrantor serve --demo`` on a fresh data dir (and, with ``--database-url``, an EMPTY
-PostgreSQL database), and puts every read and guard of the authorize path to work: the
-demo policy with two budgets, two rate limits and a strict agent registry (a registered
-agent version), a run, a parent action and an Idempotency-Key on every request. Then:
+Puts every read and guard of the authorize path to work: the demo policy with two budgets,
+two rate limits and a strict agent registry (a registered agent version), a run, a parent
+action and a new Idempotency-Key on every request. Then:
 
-1. records actions over HTTP until the store holds ``--small`` (10^3), and measures
-   ``--requests`` authorizations one after another on one keep-alive connection: the
-   latency a single caller sees, from sending the request to the decision with its warrant;
-2. stops the server and seeds actions by bulk SQL (``INSERT ... SELECT`` over a generated
-   series, no Python per row) until the store holds ``--large`` (10^6): per action an
-   ``actions`` row (real intent and decision, status ``notarized``, unique id and
-   Idempotency-Key, created one second apart before the first real one), its warrant in
-   ``evidence`` (a short stand-in envelope), its ``log_entries`` row at the next dense
-   index, and its two ``budget_ledger`` rows; ``counters.log_size`` grows to match;
-3. starts the server again (the integrator signs a checkpoint over the seeded entries),
-   waits until they are integrated, warms up, and measures the same way.
+1. starts ``warrantor serve --demo`` on a fresh data dir (for PostgreSQL, on a fresh database
+   created through ``--admin-url`` and dropped afterwards), records actions over
+   HTTP until the store holds ``--small`` (10^3), and stops it;
+2. copies that deployment (the data dir; on PostgreSQL ``CREATE DATABASE ... TEMPLATE``) and
+   seeds the copy by bulk SQL (``INSERT ... SELECT`` over a generated series, no Python per
+   row) until it holds ``--large`` (10^6): per action an ``actions`` row (real intent and
+   decision, status ``notarized``, unique id and Idempotency-Key, one second apart before the
+   first real one), its warrant in ``evidence`` (a short stand-in envelope), its
+   ``log_entries`` row at the next dense index and its two ``budget_ledger`` rows;
+   ``counters.log_size`` grows to match;
+3. starts both deployments side by side (the large one signs a checkpoint over the seeded
+   entries first) and measures them in turns, ``--blocks`` blocks each, the order flipping
+   every block: one keep-alive connection, one request at a time, the time from sending an
+   authorization to its decision with the warrant. Interleaving keeps the machine's drifting
+   background load out of the ratio.
 
-The figure is the ratio of the medians (target: at most 1.2); p90 and p99 are reported
-too. The machine is shared: compare ratios from one run.
+The figure is the ratio of the medians (target: at most 1.2); p90 and p99 are reported too.
+The large deployment's background work (expiry sweep, log scrub) shares the cores with the
+small one and slows both; ``tests/contract/test_query_plans.py`` keeps table scans out of it.
 
-    .venv/bin/python bench/decision_latency.py [--database-url postgresql://.../EMPTY_DB]
-        [--small 1000] [--large 1000000] [--requests 1000] [--out bench/results/x.json]
+    .venv/bin/python bench/decision_latency.py [--stores sqlite,postgresql] [--small 1000]
+        [--large 1000000] [--requests 1000] [--blocks 5] [--out bench/results/decision_latency.json]
 """
 
 from __future__ import annotations
@@ -157,21 +161,24 @@ class Caller:
             raise RuntimeError(f"authorize answered {r.status_code}: {r.text[:300]}")
         return str(r.json()["action_id"])
 
-    def measure(self, warmup: int, requests: int) -> dict[str, float]:
-        for i in range(warmup):
-            self.authorize(i)
+    def timed(self, requests: int) -> list[float]:
+        """Milliseconds per authorization, one after another."""
         took = []
         for i in range(requests):
             t = time.perf_counter()
             self.authorize(i)
             took.append((time.perf_counter() - t) * 1e3)
-        took.sort()
-        return {"requests": requests, "mean_ms": round(statistics.fmean(took), 3),
-                **{f"p{p}_ms": round(took[min(len(took) - 1, int(len(took) * p / 100))], 3) for p in (50, 90, 99)},
-                "max_ms": round(took[-1], 3)}
+        return took
 
     def close(self) -> None:
         self.client.close()
+
+
+def summary(took: list[float]) -> dict[str, float]:
+    took = sorted(took)
+    return {"requests": len(took), "mean_ms": round(statistics.fmean(took), 3),
+            **{f"p{p}_ms": round(took[min(len(took) - 1, int(len(took) * p / 100))], 3) for p in (50, 90, 99)},
+            "max_ms": round(took[-1], 3)}
 
 
 def count_actions(url: str) -> int:
@@ -192,64 +199,138 @@ def wait_integrated(base: str, size: int, timeout: float) -> float:
     return round(time.monotonic() - started, 1)
 
 
+class Deployment:
+    """A data dir and its database (SQLite inside the dir, or a PostgreSQL database)."""
+
+    def __init__(self, data_dir: Path, admin_url: str | None, database: str | None) -> None:
+        self.data_dir, self.admin_url, self.database = data_dir, admin_url, database
+        if admin_url is not None and database is not None:
+            database_url = admin_url.rsplit("/", 1)[0] + f"/{database}"
+            self.url = "postgresql+psycopg://" + database_url.removeprefix("postgresql://")
+            self.env = {"WARRANTOR_DATABASE_URL": database_url}
+        else:
+            self.url, self.env = f"sqlite:///{data_dir / 'warrantor.db'}", {}
+
+    def _admin(self, sql: str) -> None:
+        assert self.admin_url is not None
+        engine = sa.create_engine("postgresql+psycopg://" + self.admin_url.removeprefix("postgresql://"),
+                                  isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as conn:
+                conn.exec_driver_sql(sql)
+        finally:
+            engine.dispose()
+
+    @staticmethod
+    def create(data_dir: Path, admin_url: str | None) -> Deployment:
+        database = f"warrantor_decision_{uuid.uuid4().hex[:10]}" if admin_url else None
+        deployment = Deployment(data_dir, admin_url, database)
+        if database is not None:
+            deployment._admin(f'CREATE DATABASE "{database}"')
+        return deployment
+
+    def copy(self, data_dir: Path) -> Deployment:
+        """The same deployment under another data dir (and database); the server must be stopped."""
+        shutil.copytree(self.data_dir, data_dir)
+        database = f"{self.database}_copy" if self.database else None
+        other = Deployment(data_dir, self.admin_url, database)
+        if database is not None:
+            self._admin(f'CREATE DATABASE "{database}" TEMPLATE "{self.database}"')
+        return other
+
+    def start(self) -> tuple[Any, str]:
+        port = free_port()
+        return start_server(self.data_dir, port, env=self.env, ready_timeout=900), f"http://127.0.0.1:{port}"
+
+    def keys(self) -> dict[str, str]:
+        keys: dict[str, str] = json.loads((self.data_dir / "demo.json").read_text())
+        return keys
+
+    def drop(self) -> None:
+        if self.database is not None:
+            self._admin(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+
+
+def measure(store: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One store: the small deployment, its seeded copy, both measured in alternating blocks."""
+    tmp = Path(tempfile.mkdtemp(prefix="warrantor-decision-"))
+    deployments: list[Deployment] = []
+    took: dict[str, list[float]] = {"small": [], "large": []}
+    try:
+        small = Deployment.create(tmp / "small", args.admin_url if store == "postgresql" else None)
+        deployments.append(small)
+        proc, base = small.start()
+        try:
+            caller = Caller(base, small.keys())
+            for i in range(max(0, args.small - count_actions(small.url))):
+                caller.authorize(i)
+            caller.close()
+        finally:
+            stop_server(proc)
+        large = small.copy(tmp / "large")
+        deployments.append(large)
+        seeded = seed(large.url, args.large - count_actions(large.url))
+        recorded = {"small": count_actions(small.url), "large": seeded["actions_total"]}
+        servers = {"small": small.start(), "large": large.start()}
+        try:
+            seeded["integrated_after_s"] = wait_integrated(servers["large"][1], seeded["log_size"], 900)
+            callers = {"small": Caller(servers["small"][1], small.keys()),
+                       "large": Caller(servers["large"][1], large.keys())}
+            for caller in callers.values():
+                caller.timed(args.warmup)
+            per_block = max(1, args.requests // args.blocks)
+            for block in range(args.blocks):
+                for name in (("small", "large") if block % 2 == 0 else ("large", "small")):
+                    took[name] += callers[name].timed(per_block)
+            for caller in callers.values():
+                caller.close()
+        finally:
+            for proc, _base in servers.values():
+                stop_server(proc)
+    finally:
+        for d in deployments:
+            d.drop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    latency = {name: summary(values) for name, values in took.items()}
+    return {
+        "small": {"recorded_actions": recorded["small"], "latency": latency["small"]},
+        "large": {"recorded_actions": recorded["large"], "seed": seeded, "latency": latency["large"]},
+        "ratio_large_to_small": {k: round(latency["large"][k] / latency["small"][k], 3)
+                                 for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms")},
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url", default=None, help="an EMPTY PostgreSQL database (default: SQLite)")
+    parser.add_argument("--stores", default="sqlite,postgresql", help="sqlite, postgresql or both")
+    parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres",
+                        help="PostgreSQL to create (and drop) the fresh databases in")
     parser.add_argument("--small", type=int, default=10**3)
     parser.add_argument("--large", type=int, default=10**6)
-    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--requests", type=int, default=1000, help="measured authorizations per deployment")
+    parser.add_argument("--blocks", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=100)
-    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "decision_latency.json")
     args = parser.parse_args()
-    store = "postgresql" if args.database_url else "sqlite"
-    out = args.out or ROOT / "bench" / "results" / f"decision_latency_{store}.json"
-    data_dir = Path(tempfile.mkdtemp(prefix="warrantor-decision-"))
-    env = {"WARRANTOR_DATABASE_URL": args.database_url} if args.database_url else {}
-    url = ("postgresql+psycopg://" + args.database_url.removeprefix("postgresql://") if args.database_url
-           else f"sqlite:///{data_dir / 'warrantor.db'}")
-    result: dict[str, Any] = {}
-    try:
-        port = free_port()
-        proc = start_server(data_dir, port, env=env)
-        try:
-            caller = Caller(f"http://127.0.0.1:{port}", json.loads((data_dir / "demo.json").read_text()))
-            for i in range(max(0, args.small - count_actions(url))):
-                caller.authorize(i)
-            small_n = count_actions(url)
-            result["small"] = {"recorded_actions": small_n, "latency": caller.measure(args.warmup, args.requests)}
-            caller.close()
-        finally:
-            stop_server(proc)
-        seeded = seed(url, args.large - count_actions(url))
-        port = free_port()
-        proc = start_server(data_dir, port, env=env, ready_timeout=900)
-        try:
-            base = f"http://127.0.0.1:{port}"
-            seeded["integrated_after_s"] = wait_integrated(base, seeded["log_size"], 900)
-            caller = Caller(base, json.loads((data_dir / "demo.json").read_text()))
-            result["large"] = {"recorded_actions": seeded["actions_total"], "seed": seeded,
-                               "latency": caller.measure(args.warmup, args.requests)}
-            caller.close()
-        finally:
-            stop_server(proc)
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
-    small, large = result["small"]["latency"], result["large"]["latency"]
+    stores = [s for s in args.stores.split(",") if s]
+    if not set(stores) <= {"sqlite", "postgresql"}:
+        raise SystemExit(f"expected --stores among sqlite,postgresql, got {args.stores!r}")
+    results = {store: measure(store, args) for store in stores}
     doc = {
-        "benchmark": f"decision latency after 10^3 and 10^6 recorded actions ({store})",
-        "command": ".venv/bin/python bench/decision_latency.py "
-        + (f"--database-url {args.database_url} " if args.database_url else "")
-        + f"--small {args.small} --large {args.large} --requests {args.requests} --warmup {args.warmup}",
+        "benchmark": "decision latency after 10^3 and after 10^6 recorded actions",
+        "command": f".venv/bin/python bench/decision_latency.py --stores {','.join(stores)} --small {args.small} "
+                   f"--large {args.large} --requests {args.requests} --blocks {args.blocks} --warmup {args.warmup}",
         "machine": machine_facts(ROOT),
         "path": "POST /v1/actions, one keep-alive connection, one request at a time; budgets (2), rate limits "
-                "(2), strict agent registry, run, parent action and a new Idempotency-Key on every request",
-        **result,
-        "ratio_large_to_small": {k: round(large[k] / small[k], 3) for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms")},
+                "(2), strict agent registry, run, parent action and a new Idempotency-Key on every request; "
+                "the two deployments measured in alternating blocks",
         "target": "p50 ratio <= 1.2",
+        **results,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=2) + "\n")
-    print(json.dumps({k: doc[k] for k in ("small", "large", "ratio_large_to_small")}, indent=2))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    print(json.dumps({s: {k: results[s][k] for k in ("small", "large", "ratio_large_to_small")} for s in stores},
+                     indent=2))
     return 0
 
 
