@@ -99,14 +99,6 @@ class Repo:
             )
         )
 
-    def api_key_by_hash(self, key_hash: str) -> tuple[ApiKey, str] | None:
-        row = self.conn.execute(
-            sa.select(s.api_keys).where(s.api_keys.c.key_hash == key_hash)
-        ).first()
-        if row is None:
-            return None
-        return _api_key(row._mapping), row._mapping["key_hash"]
-
     def list_api_keys(self, tenant_id: str) -> list[ApiKey]:
         rows = self.conn.execute(
             sa.select(s.api_keys)
