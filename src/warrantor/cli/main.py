@@ -89,6 +89,43 @@ def _audit(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _mcp_gateway(args: argparse.Namespace) -> int:
+    import logging
+
+    import anyio
+
+    try:
+        from warrantor.mcp_gateway.config import load_config
+        from warrantor.mcp_gateway.serve import serve_http, serve_stdio
+    except ImportError as exc:
+        print(f"warrantor mcp-gateway needs the mcp extra (pip install 'warrantor[mcp]'): {exc}", file=sys.stderr)
+        return 2
+    from warrantor.policy.config import ConfigError
+
+    # stdout is the MCP channel in stdio mode: everything else goes to stderr.
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"{args.config}: {problem}", file=sys.stderr)
+        return 2
+    if args.http:
+        host, _, port = args.http.rpartition(":")
+        if not host or not port.isdigit():
+            print(f"warrantor mcp-gateway: expected --http HOST:PORT, got {args.http!r}", file=sys.stderr)
+            return 2
+        try:
+            anyio.run(serve_http, config, host.strip("[]"), int(port))
+        except ValueError as exc:
+            print(f"warrantor mcp-gateway: {exc}", file=sys.stderr)
+            return 2
+        return 0
+    anyio.run(serve_stdio, config)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="warrantor", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--version", action="version", version=f"warrantor {__version__}")
@@ -122,6 +159,16 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--server", default=None, help="fetch the policy from this server (with --api-key)")
     verify.add_argument("--api-key", default=None, help="an admin or auditor key for --server")
     verify.set_defaults(func=_verify)
+
+    gateway = sub.add_parser("mcp-gateway", help="authorize every MCP tools/call of one or more MCP servers",
+                             description="An MCP server in front of other MCP servers: every tools/call is a "
+                                         "Warrantor action (docs/mcp.md).")
+    gateway.add_argument("--config", type=Path, required=True, help="the gateway's YAML file (docs/mcp.md)")
+    mode = gateway.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--stdio", action="store_true", help="serve one MCP client over stdin/stdout")
+    mode.add_argument("--http", metavar="HOST:PORT", help="serve MCP clients over Streamable HTTP at /mcp")
+    gateway.add_argument("--log-level", default="warning", help="log level on stderr (default warning)")
+    gateway.set_defaults(func=_mcp_gateway)
 
     from warrantor.cli.audit import build_parser as audit_parser
 

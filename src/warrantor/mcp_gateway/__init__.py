@@ -1,0 +1,8 @@
+"""The MCP gateway: every ``tools/call`` of any MCP server becomes a Warrantor action.
+
+``config`` reads the YAML file, ``upstreams`` connects the MCP servers behind the gateway,
+``gateway`` decides what one call does (authorize, hold, forward, notarize as witnessed
+evidence), ``serve`` speaks MCP to clients over stdio or Streamable HTTP. Needs the ``mcp``
+extra; it talks to Warrantor only through the public API (``warrantor.client``).
+Guide: docs/mcp.md.
+"""

@@ -1,0 +1,207 @@
+"""The gateway's configuration file (YAML), checked whole before anything starts.
+
+    warrantor:
+      url: http://127.0.0.1:8080          # the Warrantor server
+      api_key_env: WARRANTOR_GATEWAY_KEY  # or api_key: wrt_... (a key of role gateway)
+      console_url: https://warrantor.example  # where approvers log in (default: url)
+    approval:
+      wait_seconds: 30                    # how long one tools/call waits for a human
+    http:
+      token_env: GATEWAY_TOKEN            # bearer token MCP clients must send over --http
+    upstreams:
+      payments:
+        command: [python, tools_server.py]  # a stdio server the gateway starts itself
+        env: {PROVIDER_TOKEN_FILE: /run/secrets/p}
+        timeout_seconds: 30
+        action_types: {send_payment: wire_transfer}   # default: mcp.payments.<tool>
+      search:
+        url: http://127.0.0.1:9001/mcp       # a Streamable HTTP server
+
+Every problem is reported at once with the field's path (``upstreams.payments.command``).
+The file is parsed with the same hardened loader as policy bundle configs (no aliases, size
+and depth limits).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import urlsplit
+
+from warrantor.policy.config import ConfigError, load_yaml_config
+
+NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+ACTION_TYPE = re.compile(r"^[A-Za-z0-9_.:/-]{1,128}$")
+MAX_WAIT_SECONDS = 300
+MAX_TIMEOUT_SECONDS = 600
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """One MCP server behind the gateway: a command to start (stdio) or a URL."""
+
+    name: str
+    command: tuple[str, ...] | None = None
+    url: str | None = None
+    env: MappingProxyType[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    timeout_seconds: float = 30.0
+    action_types: MappingProxyType[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def action_type(self, tool: str) -> str:
+        """``mcp.<server>.<tool>`` unless the config maps the tool to another action type."""
+        return self.action_types.get(tool, f"mcp.{self.name}.{tool}")
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    warrantor_url: str
+    api_key: str
+    console_url: str
+    upstreams: tuple[Upstream, ...]
+    approval_wait_seconds: float = 30.0
+    http_token: str | None = None
+
+
+def load_config(path: Path, environ: dict[str, str] | None = None) -> GatewayConfig:
+    """Read and check ``path``; raises :class:`ConfigError` listing every problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"config: cannot read {path}: {exc.strerror}"]) from exc
+    return parse_config(load_yaml_config(text), os.environ if environ is None else environ)
+
+
+def parse_config(data: dict[str, Any], environ: Any) -> GatewayConfig:
+    problems: list[str] = []
+    _unknown(data, {"warrantor", "approval", "http", "upstreams"}, "", problems)
+    wr = _mapping(data.get("warrantor"), "warrantor", problems, required=True)
+    _unknown(wr, {"url", "api_key", "api_key_env", "console_url"}, "warrantor", problems)
+    url = _http_url(wr.get("url"), "warrantor.url", problems)
+    console = _http_url(wr.get("console_url", url), "warrantor.console_url", problems)
+    api_key = _secret(wr, "api_key", "warrantor", environ, problems, required=True)
+
+    approval = _mapping(data.get("approval"), "approval", problems)
+    _unknown(approval, {"wait_seconds"}, "approval", problems)
+    wait = _number(approval.get("wait_seconds", 30), "approval.wait_seconds", 0, MAX_WAIT_SECONDS, problems)
+
+    http = _mapping(data.get("http"), "http", problems)
+    _unknown(http, {"token", "token_env"}, "http", problems)
+    token = _secret(http, "token", "http", environ, problems, required=False)
+    if token is not None and len(token) < 16:
+        problems.append("http.token: expected at least 16 characters")
+
+    ups_raw = _mapping(data.get("upstreams"), "upstreams", problems, required=True)
+    upstreams = [_upstream(name, spec, problems) for name, spec in ups_raw.items()]
+    if not ups_raw and "upstreams" in data:
+        problems.append("upstreams: expected at least one upstream MCP server")
+    if problems:
+        raise ConfigError(problems)
+    return GatewayConfig(
+        warrantor_url=str(url).rstrip("/"), api_key=str(api_key), console_url=str(console).rstrip("/"),
+        upstreams=tuple(u for u in upstreams if u is not None), approval_wait_seconds=wait, http_token=token,
+    )
+
+
+def _upstream(name: Any, spec: Any, problems: list[str]) -> Upstream | None:
+    where = f"upstreams.{name}"
+    if not isinstance(name, str) or not NAME.match(name):
+        problems.append(f"{where}: expected a name of lower-case letters, digits, '_' and '-' (at most 40), "
+                        f"starting with a letter")
+        return None
+    spec = _mapping(spec, where, problems, required=True)
+    _unknown(spec, {"command", "url", "env", "timeout_seconds", "action_types"}, where, problems)
+    command, url = spec.get("command"), spec.get("url")
+    if (command is None) == (url is None):
+        problems.append(f"{where}: expected exactly one of command (stdio) or url (Streamable HTTP)")
+    if command is not None and not (
+        isinstance(command, list) and command and all(isinstance(c, str) and c for c in command)
+    ):
+        problems.append(f"{where}.command: expected a non-empty list of strings")
+        command = None
+    if url is not None:
+        url = _http_url(url, f"{where}.url", problems)
+    env = _mapping(spec.get("env"), f"{where}.env", problems)
+    if any(not isinstance(k, str) or not isinstance(v, str) for k, v in env.items()):
+        problems.append(f"{where}.env: expected string names and values")
+    timeout = _number(spec.get("timeout_seconds", 30), f"{where}.timeout_seconds", 0.1, MAX_TIMEOUT_SECONDS,
+                      problems)
+    mapping = _mapping(spec.get("action_types"), f"{where}.action_types", problems)
+    for tool, action_type in mapping.items():
+        if not isinstance(action_type, str) or not ACTION_TYPE.match(action_type):
+            problems.append(f"{where}.action_types.{tool}: expected an action type of letters, digits and "
+                            f"'_.:/-' (at most 128)")
+    return Upstream(
+        name=name, command=tuple(command) if command else None, url=url if isinstance(url, str) else None,
+        env=MappingProxyType({str(k): str(v) for k, v in env.items()}), timeout_seconds=timeout,
+        action_types=MappingProxyType({str(k): str(v) for k, v in mapping.items()}),
+    )
+
+
+def _mapping(value: Any, where: str, problems: list[str], *, required: bool = False) -> dict[str, Any]:
+    if value is None:
+        if required:
+            problems.append(f"{where}: required")
+        return {}
+    if not isinstance(value, dict):
+        problems.append(f"{where}: expected a mapping")
+        return {}
+    return value
+
+
+def _unknown(value: dict[str, Any], known: set[str], where: str, problems: list[str]) -> None:
+    for key in value:
+        if key not in known:
+            prefix = f"{where}." if where else ""
+            problems.append(f"{prefix}{key}: unknown field (expected one of {', '.join(sorted(known))})")
+
+
+def _http_url(value: Any, where: str, problems: list[str]) -> str | None:
+    if value is None:
+        problems.append(f"{where}: required")
+        return None
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in {"http", "https"} or not parts.hostname:
+        problems.append(f"{where}: expected an http:// or https:// URL, got {value!r}")
+        return None
+    if parts.username or parts.password:
+        problems.append(f"{where}: credentials in the URL are not allowed")
+        return None
+    return str(value)
+
+
+def _number(value: Any, where: str, low: float, high: float, problems: list[str]) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        problems.append(f"{where}: expected a number of seconds in [{low:g}, {high:g}], got {value!r}")
+        return low
+    return float(value)
+
+
+def _secret(  # noqa: PLR0911 - one return per way the field can be wrong
+    section: dict[str, Any], name: str, where: str, environ: Any, problems: list[str], *, required: bool,
+) -> str | None:
+    """``name`` literally or ``name_env`` naming an environment variable (not both)."""
+    literal, env_name = section.get(name), section.get(f"{name}_env")
+    if literal is not None and env_name is not None:
+        problems.append(f"{where}: expected {name} or {name}_env, not both")
+        return None
+    if env_name is not None:
+        if not isinstance(env_name, str) or not env_name:
+            problems.append(f"{where}.{name}_env: expected the name of an environment variable")
+            return None
+        value = environ.get(env_name)
+        if not value:
+            problems.append(f"{where}.{name}_env: the environment variable {env_name} is not set")
+            return None
+        return str(value)
+    if literal is None:
+        if required:
+            problems.append(f"{where}.{name}: required ({name} or {name}_env)")
+        return None
+    if not isinstance(literal, str) or not literal:
+        problems.append(f"{where}.{name}: expected a string")
+        return None
+    return literal

@@ -1,0 +1,136 @@
+"""The MCP servers behind the gateway: connecting, listing their tools, calling one.
+
+Each upstream is one ``mcp.Client``: a stdio server is started as a child process with only
+the variables its config names (plus the SDK's minimal default environment: ``PATH``,
+``HOME``...), so the gateway's own Warrantor key never reaches it; a URL is reached over
+Streamable HTTP. A call that does not answer within the upstream's ``timeout_seconds`` is
+abandoned: the caller learns it is *uncertain* whether it ran.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import mcp_types as types
+from mcp import Client, StdioServerParameters
+from mcp.client.stdio import get_default_environment
+from mcp.shared.exceptions import MCPError
+
+from warrantor.mcp_gateway.config import Upstream
+
+log = logging.getLogger(__name__)
+
+MAX_TOOL_PAGES = 50
+
+
+@dataclass(frozen=True)
+class ExposedTool:
+    """A tool as the gateway's clients see it, and where it really lives."""
+
+    name: str  # the name clients call
+    upstream: Upstream
+    tool: types.Tool  # the upstream's declaration (its own name, schema, annotations)
+
+    @property
+    def action_type(self) -> str:
+        return self.upstream.action_type(self.tool.name)
+
+
+class CallOutcome:
+    """What came back from one upstream call."""
+
+    COMPLETED = "completed"  # a result; ``result.is_error`` says whether the tool failed
+    REFUSED = "refused"  # the upstream answered with a protocol error: the tool did not run
+    UNCERTAIN = "uncertain"  # timeout, broken connection or unreadable reply: it may have run
+
+
+@dataclass(frozen=True)
+class CallResult:
+    outcome: str
+    result: types.CallToolResult | None
+    error: str | None = None
+
+
+class Upstreams:
+    """Every configured upstream, connected for the gateway's lifetime (``async with``)."""
+
+    def __init__(self, upstreams: tuple[Upstream, ...]) -> None:
+        self._config = upstreams
+        self._clients: dict[str, Client] = {}
+        self._stack = AsyncExitStack()
+
+    async def __aenter__(self) -> Upstreams:
+        try:
+            for upstream in self._config:
+                self._clients[upstream.name] = await self._stack.enter_async_context(self._client(upstream))
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    @staticmethod
+    def _client(upstream: Upstream) -> Client:
+        if upstream.command is not None:
+            params = StdioServerParameters(
+                command=upstream.command[0], args=list(upstream.command[1:]),
+                env={**get_default_environment(), **dict(upstream.env)}, cwd=os.getcwd(),
+            )
+            return Client(params, cache=None, read_timeout_seconds=upstream.timeout_seconds)
+        assert upstream.url is not None  # the config requires one of the two
+        return Client(upstream.url, cache=None, read_timeout_seconds=upstream.timeout_seconds)
+
+    async def tools(self) -> list[ExposedTool]:
+        """All upstream tools; names are prefixed ``<server>__`` when there is more than one upstream."""
+        prefixed = len(self._config) > 1
+        exposed: list[ExposedTool] = []
+        for upstream in self._config:
+            client = self._clients[upstream.name]
+            cursor: str | None = None
+            for _ in range(MAX_TOOL_PAGES):
+                with anyio.fail_after(upstream.timeout_seconds):
+                    page = await client.list_tools(cursor=cursor)
+                for tool in page.tools:
+                    name = f"{upstream.name}__{tool.name}" if prefixed else tool.name
+                    exposed.append(ExposedTool(name, upstream, tool))
+                cursor = page.next_cursor
+                if not cursor:
+                    break
+        return exposed
+
+    async def call(self, tool: ExposedTool, arguments: Mapping[str, Any]) -> CallResult:
+        """Call ``tool`` upstream; never raises for what the upstream does."""
+        client = self._clients[tool.upstream.name]
+        try:
+            with anyio.fail_after(tool.upstream.timeout_seconds):
+                result = await client.call_tool(tool.tool.name, dict(arguments))
+        except TimeoutError:
+            return CallResult(CallOutcome.UNCERTAIN, None,
+                              f"no answer from {tool.upstream.name} within {tool.upstream.timeout_seconds:g} s")
+        except Exception as exc:  # the SDK's errors: protocol error, broken pipe, invalid reply
+            return _classify(tool, exc)
+        if not isinstance(result, types.CallToolResult):
+            return CallResult(CallOutcome.UNCERTAIN, None,
+                              f"{tool.upstream.name} answered with a {type(result).__name__}, not a tool result")
+        return CallResult(CallOutcome.COMPLETED, result)
+
+
+def _classify(tool: ExposedTool, exc: Exception) -> CallResult:
+    name = tool.upstream.name
+    if isinstance(exc, MCPError):
+        # A JSON-RPC error answer: the upstream refused the request (unknown tool, invalid
+        # params). The SDK also reports a request timeout and a closed connection as an
+        # MCPError, and then nobody knows whether the tool ran.
+        if exc.args and exc.args[0] in (types.REQUEST_TIMEOUT, types.CONNECTION_CLOSED):
+            return CallResult(CallOutcome.UNCERTAIN, None, f"{name}: {exc}")
+        return CallResult(CallOutcome.REFUSED, None, f"{name} refused the call: {exc}")
+    log.warning("upstream %s failed during a call: %s: %s", name, type(exc).__name__, exc)
+    return CallResult(CallOutcome.UNCERTAIN, None, f"{name} failed during the call ({type(exc).__name__}: {exc})")
