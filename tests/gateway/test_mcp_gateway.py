@@ -184,18 +184,17 @@ def approve_in_console(deployment: Deployment, action_id: str) -> None:
 
     with httpx.Client(base_url=deployment.url, timeout=10) as web:
         page = web.get("/console/login")
-        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-        form = {"email": deployment.demo["console_email"], "password": deployment.demo["console_password"],
-                "next": f"/console/actions/{action_id}"}
-        if csrf:
-            form["csrf_token"] = csrf.group(1)
-        r = web.post("/console/login", data=form)
+        login = re.search(r'name="login_token" value="([^"]+)"', page.text)
+        assert login, page.text[:500]
+        r = web.post("/console/login", data={
+            "email": deployment.demo["console_email"], "password": deployment.demo["console_password"],
+            "next": f"/console/actions/{action_id}", "login_token": login.group(1)})
         assert r.status_code in (200, 303), r.text
         detail = web.get(f"/console/actions/{action_id}")
         token = re.search(r'name="csrf_token" value="([^"]+)"', detail.text)
         assert token, detail.text[:500]
         r = web.post(f"/console/actions/{action_id}/approve",
-                     data={"csrf_token": token.group(1), "reason": "checked", "from": "detail"})
+                     data={"csrf_token": token.group(1), "reason": "checked", "back": "detail"})
         assert r.status_code in (200, 303), r.text
     status = deployment.get(f"/v1/actions/{action_id}").json()["status"]
     assert status == "approved", status
