@@ -286,3 +286,37 @@ def test_warrantor_unreachable_fails_closed(deployment: Deployment, tmp_path: Pa
     result = run(go)
     assert result.is_error and "could not be reached" in text(result)
     assert outbox_calls(outbox, "send_payment") == []
+
+
+def test_a_hidden_tool_called_by_name_is_still_denied(deployment: Deployment, tmp_path: Path) -> None:
+    """Hiding is a courtesy: an agent that calls a tool it was not shown is authorized like
+    any other call, and the policy's deny stops it before the upstream."""
+    outbox = tmp_path / "outbox"
+    config = write_config(tmp_path / "gateway.yaml", deployment, outbox)
+
+    async def go() -> Any:
+        async with client(config, deployment) as c:
+            return await c.call_tool("tools__delete_file", {"path": "/etc/passwd"})
+
+    result = run(go)
+    assert result.is_error and "TOOL_FORBIDDEN" in text(result)
+    assert evidence(result)["status"] == "denied"
+    assert outbox_calls(outbox, "delete_file") == []
+
+
+def test_an_approval_covers_only_the_exact_arguments(deployment: Deployment, tmp_path: Path) -> None:
+    outbox = tmp_path / "outbox"
+    config = write_config(tmp_path / "gateway.yaml", deployment, outbox, wait=0.3)
+    approved = {**BIG, "beneficiary": "Exact GmbH"}
+    swapped = {**BIG, "beneficiary": "Attacker Ltd"}
+
+    async def go() -> Any:
+        async with client(config, deployment) as c:
+            pending = await c.call_tool("tools__send_payment", approved)
+            await anyio.to_thread.run_sync(approve_in_console, deployment, evidence(pending)["action_id"])
+            return pending, await c.call_tool("tools__send_payment", swapped)
+
+    pending, attempt = run(go)
+    assert attempt.is_error and evidence(attempt)["status"] == "pending_approval"
+    assert evidence(attempt)["action_id"] != evidence(pending)["action_id"]
+    assert outbox_calls(outbox, "send_payment") == []  # neither ran: one waits to be called, one to be approved

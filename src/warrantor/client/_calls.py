@@ -123,9 +123,12 @@ def get_action(action_id: str, wait: float | None) -> Call[ActionDetail]:
 def notarize(
     action_id: str, outcome: str, outcome_details: str | None,
     executed: Mapping[str, Any] | None, usage: Mapping[str, int] | None,
+    evidence_grade: str | None = None, witness: Mapping[str, str] | None = None,
 ) -> Call[NotarizeResult]:
     body: dict[str, Any] = {"outcome": outcome}
-    for key, value in (("outcome_details", outcome_details), ("executed", executed), ("usage", usage)):
+    fields = (("outcome_details", outcome_details), ("executed", executed), ("usage", usage),
+              ("evidence_grade", evidence_grade), ("witness", witness))
+    for key, value in fields:
         if value is not None:
             body[key] = dict(value) if isinstance(value, Mapping) else value
     return Call("POST", f"/v1/actions/{segment(action_id)}/notarize", NotarizeResult.from_json, json=body)

@@ -110,9 +110,18 @@ class Client:
         outcome_details: str | None = None,
         executed: Mapping[str, Any] | None = None,
         usage: Mapping[str, int] | None = None,
+        *,
+        evidence_grade: str | None = None,
+        witness: Mapping[str, str] | None = None,
     ) -> NotarizeResult:
-        """Report what ran; the server checks it against the warrant and mints the receipt."""
-        return self._send(_calls.notarize(action_id, outcome, outcome_details, executed, usage))
+        """Report what ran; the server checks it against the warrant and mints the receipt.
+
+        A gateway key that executed the call itself may send ``evidence_grade="witnessed"``
+        with ``witness`` (``request_sha256``, ``response_sha256``, optional ``executor`` and
+        ``target``); any other key gets ``PermissionDeniedError`` (``WITNESS_NOT_ALLOWED``).
+        """
+        call = _calls.notarize(action_id, outcome, outcome_details, executed, usage, evidence_grade, witness)
+        return self._send(call)
 
     def list_actions(
         self,

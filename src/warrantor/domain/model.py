@@ -15,10 +15,20 @@ from warrantor.domain.lifecycle import Status
 
 
 class Role(StrEnum):
+    """An API key's role. ``gateway`` is the key of a gateway that executes the calls of
+    one agent itself: bound to that agent, it may do what that agent's key may do, and it
+    alone may report ``witnessed`` evidence."""
+
     AGENT = "agent"
     APP = "app"
     ADMIN = "admin"
     AUDITOR = "auditor"
+    GATEWAY = "gateway"
+
+    @property
+    def acts_as_agent(self) -> bool:
+        """Agent and gateway keys: machines acting for an agent, with the same rights."""
+        return self in (Role.AGENT, Role.GATEWAY)
 
 
 class Effect(StrEnum):

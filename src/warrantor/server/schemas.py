@@ -23,8 +23,10 @@ class TenantIn(Strict):
 
 
 class ApiKeyIn(Strict):
-    role: Literal["agent", "app", "admin", "auditor"]
-    agent_id: str | None = Field(default=None, max_length=200, pattern=_ID)
+    role: Literal["agent", "app", "admin", "auditor", "gateway"]
+    agent_id: str | None = Field(default=None, max_length=200, pattern=_ID,
+                                 description="the agent the key acts for: optional for agent keys, "
+                                             "required for gateway keys")
     label: str | None = Field(default=None, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$",
                               description="a name for people: what the key is for")
 
@@ -64,11 +66,29 @@ class ExecutedIn(Strict):
     executed_by: str | None = Field(default=None, max_length=200)
 
 
+class WitnessIn(Strict):
+    """What a gateway saw when it executed the call itself: digests, never content.
+
+    The service checks the values together with the grade, so that every problem with a
+    witness is one code, 422 ``INVALID_WITNESS`` naming the field (``service.notarize``)."""
+
+    request_sha256: str | None = Field(default=None, description="required: sha256:<64 lowercase hex> of the "
+                                                                 "request the gateway sent")
+    response_sha256: str | None = Field(default=None, description="required: sha256:<64 lowercase hex> of the "
+                                                                  "response it received")
+    executor: str | None = Field(default=None, description="1 to 200 printable characters, e.g. mcp-gateway")
+    target: str | None = Field(default=None, description="1 to 200 printable characters, "
+                                                         "e.g. mcp:payments/send_payment")
+
+
 class NotarizeIn(Strict):
     outcome: str = "completed"
     outcome_details: str | None = Field(default=None, max_length=16_384)
     executed: ExecutedIn | None = None
     usage: Usage | None = None
+    evidence_grade: Literal["reported", "witnessed"] | None = Field(
+        default=None, description="reported (the default) or witnessed (a gateway key only, with witness)")
+    witness: WitnessIn | None = None
 
 
 class ApprovalDecisionIn(Strict):

@@ -262,7 +262,8 @@ class Grants:
         with self._d.store.read() as repo:
             grant = rg.get_grant(repo, tenant_id, authorization_id)
             until = rg.confirmed_until(repo, tenant_id, authorization_id, scope, resource, now) if grant else None
-        if grant is not None and principal.role is Role.AGENT and principal.agent_id != grant.agent_id:
+        if (grant is not None and principal.role is not None and principal.role.acts_as_agent
+                and principal.agent_id != grant.agent_id):
             raise PermissionDeniedError(
                 f"expected a key bound to agent {grant.agent_id!r}, got {principal.agent_id!r}",
                 code="GRANT_AGENT_MISMATCH",

@@ -13,10 +13,23 @@
 
 The receipt commits to digests of the outcome details and the executed payload, never to
 the raw text, so retention can erase details while the receipt keeps verifying.
+
+``evidence_grade`` (signed in the receipt, echoed in the answer):
+
+- ``reported`` (the default): the caller says what ran; nobody else saw it.
+- ``witnessed``: a gateway executed the call itself and reports digests of the request it
+  sent and the response it received (``witness``). Only a gateway key may say so (403
+  ``WITNESS_NOT_ALLOWED`` for every other role, agent keys first of all); the digests must
+  read ``sha256:<64 lowercase hex>`` (422 ``INVALID_WITNESS``, naming the field), and a
+  ``witness`` without ``witnessed`` is 422 too. The receipt carries the digests, the
+  optional ``executor`` and ``target`` labels and the gateway's key id, never content.
+  ``witnessed`` is worth the separation between agent and gateway: a gateway running as
+  the agent's own subprocess, under the agent's user, shares the agent's trust.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,7 +37,7 @@ from typing import Any
 from warrantor.domain.clock import isoformat, parse_time
 from warrantor.domain.lifecycle import Event
 from warrantor.domain.model import Action, Principal, Role
-from warrantor.errors import NotFoundError, ValidationError
+from warrantor.errors import NotFoundError, PermissionDeniedError, ValidationError
 from warrantor.evidence.canonical import canonicalize, digest, sha256_hex
 from warrantor.service.context import Deps
 from warrantor.service.tenancy import require_role
@@ -36,6 +49,60 @@ OUTCOMES = {
     "failed": Event.NOTARIZE_FAILED,
     "unknown": Event.NOTARIZE_UNKNOWN,
 }
+
+
+GRADES = ("reported", "witnessed")
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_LABEL = re.compile(r"[^\x00-\x1f\x7f]{1,200}")
+
+
+def evidence_fields(principal: Principal, report: dict[str, Any]) -> dict[str, Any]:
+    """What the receipt says about its evidence: ``evidence_grade``, and for ``witnessed``
+    the ``witness`` (see the module rules). Raises before anything is written."""
+    grade = report.get("evidence_grade") or "reported"
+    witness = report.get("witness")
+    if grade not in GRADES:
+        raise ValidationError(f"expected evidence_grade reported or witnessed, got {grade!r}",
+                              code="INVALID_EVIDENCE_GRADE")
+    if grade == "reported":
+        if witness is not None:
+            raise _invalid_witness("witness", "expected witness only with evidence_grade witnessed")
+        return {"evidence_grade": "reported"}
+    if principal.role is not Role.GATEWAY:
+        who = f"a key with role {principal.role}" if principal.role else "the operator key"
+        raise PermissionDeniedError(
+            f"expected a gateway key to report witnessed evidence, got {who}",
+            code="WITNESS_NOT_ALLOWED",
+        )
+    if not isinstance(witness, dict):
+        raise _invalid_witness("witness", "expected a witness object with request_sha256 and response_sha256 "
+                                          "for evidence_grade witnessed")
+    record: dict[str, Any] = {}
+    for name in ("request_sha256", "response_sha256"):
+        value = witness.get(name)
+        if not (isinstance(value, str) and _DIGEST.fullmatch(value)):
+            raise _invalid_witness(f"witness.{name}", f"expected witness.{name} as sha256:<64 lowercase hex>, "
+                                                      f"got {_shown(value)}")
+        record[name] = value
+    for name in ("executor", "target"):
+        value = witness.get(name)
+        if value is None:
+            continue
+        if not (isinstance(value, str) and _LABEL.fullmatch(value)):
+            raise _invalid_witness(f"witness.{name}", f"expected witness.{name} as 1 to 200 printable characters")
+        record[name] = value
+    record["gateway_key_id"] = principal.key_id
+    return {"evidence_grade": "witnessed", "witness": record}
+
+
+def _invalid_witness(field: str, message: str) -> ValidationError:
+    return ValidationError(message, code="INVALID_WITNESS", details={"field": field})
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    return repr(value[:80]) if isinstance(value, str) else type(value).__name__
 
 
 def within_window(executed_at: datetime, start: datetime, end: datetime, skew_seconds: int) -> bool:
@@ -93,6 +160,9 @@ class Notarizer:
     ) -> Callable[[Repo], dict[str, Any]]:
         """Check the report, and the write job that matches it against the warrant and
         records the outcome with its receipt."""
+        # The evidence claim first: a witnessed claim from any key but a gateway's is refused
+        # as what it is (WITNESS_NOT_ALLOWED), whatever else the key may or may not do.
+        evidence = evidence_fields(principal, report)
         tenant_id = require_role(principal, Role.AGENT, Role.ADMIN)
         outcome = report.get("outcome", "completed")
         if outcome not in OUTCOMES:
@@ -119,7 +189,7 @@ class Notarizer:
             execution = _execution_record(outcome, report, executed, now)
             applied = apply(self._d, repo, action, event, now, execution=execution, match=match,
                             reason_code="EXECUTION_DIVERGED" if event is Event.NOTARIZE_DIVERGED else None,
-                            extra_receipt={"evidence_grade": "reported"})
+                            extra_receipt=evidence)
             receipt = None
             if applied.receipt is not None:
                 receipt = {
@@ -131,7 +201,7 @@ class Notarizer:
             return {
                 "action_id": action.id,
                 "status": applied.status.value,
-                "evidence_grade": "reported",
+                "evidence_grade": evidence["evidence_grade"],
                 "match": match,
                 "receipt": receipt,
             }

@@ -17,6 +17,8 @@ Lifecycle rules:
   the next start. Without the variable, the stored (generated) key stays.
 - An agent key bound to agent X sees only X's actions, their evidence and chains
   (``sees_agent``); unbound keys see the whole tenant.
+- A gateway key is always bound to one agent (``AGENT_ID_REQUIRED`` otherwise) and passes
+  every ``require_role`` that admits agent keys: it acts for its agent, never beyond.
 """
 
 from __future__ import annotations
@@ -85,11 +87,15 @@ class Tenancy:
             parsed_role = Role(role)
         except ValueError:
             raise ValidationError(
-                f"expected role to be one of agent, app, admin, auditor, got {role!r}",
-                code="INVALID_ROLE",
+                f"expected role to be one of {', '.join(Role)}, got {role!r}", code="INVALID_ROLE",
             ) from None
-        if agent_id is not None and parsed_role is not Role.AGENT:
-            raise ValidationError("expected agent_id only on keys of role agent", code="INVALID_ROLE")
+        if agent_id is not None and not parsed_role.acts_as_agent:
+            raise ValidationError("expected agent_id only on keys of role agent or gateway", code="INVALID_ROLE")
+        if parsed_role is Role.GATEWAY and not agent_id:
+            raise ValidationError(
+                "expected agent_id on a gateway key: a gateway executes the calls of one agent",
+                code="AGENT_ID_REQUIRED",
+            )
         secret = new_api_key()
         key = ApiKey(
             id=self._d.ids.new("key"),
@@ -155,10 +161,11 @@ class Tenancy:
 
 
 def require_role(principal: Principal, *roles: Role) -> str:
-    """The principal's tenant, if its role is among ``roles``; 403 otherwise."""
+    """The principal's tenant, if its role is among ``roles`` (a gateway key counts as an
+    agent key); 403 otherwise."""
     if principal.tenant_id is None or principal.role is None:
         raise PermissionDeniedError("expected a tenant API key, got the operator key")
-    if principal.role not in roles:
+    if principal.role not in roles and not (principal.role is Role.GATEWAY and Role.AGENT in roles):
         allowed = ", ".join(r.value for r in roles)
         raise PermissionDeniedError(
             f"expected a key with role {allowed}, got {principal.role.value}", code="FORBIDDEN_ROLE"

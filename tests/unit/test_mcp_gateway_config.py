@@ -1,0 +1,72 @@
+"""The gateway's config file: every problem reported with its path, hostile YAML refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from warrantor.mcp_gateway.config import load_config, parse_config
+from warrantor.policy.config import ConfigError, load_yaml_config
+
+GOOD = """
+warrantor: {url: "http://127.0.0.1:8080", api_key_env: GW_KEY}
+upstreams:
+  payments:
+    command: [python, server.py]
+    action_types: {send_payment: wire_transfer}
+  search: {url: "http://127.0.0.1:9001/mcp", timeout_seconds: 5}
+"""
+
+
+def parse(text: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    return parse_config(load_yaml_config(text), {"GW_KEY": "wrt_x"} if env is None else env)
+
+
+def problems(text: str, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse(text, env)
+    return info.value.problems
+
+
+def test_a_good_config() -> None:
+    config = parse(GOOD)
+    assert config.api_key == "wrt_x" and config.console_url == "http://127.0.0.1:8080"
+    payments, search = config.upstreams
+    assert payments.command == ("python", "server.py") and payments.action_type("send_payment") == "wire_transfer"
+    assert payments.action_type("refund") == "mcp.payments.refund"
+    assert search.url == "http://127.0.0.1:9001/mcp" and search.timeout_seconds == 5
+
+
+def test_every_problem_is_reported_with_its_path() -> None:
+    found = problems("""
+warrantor: {url: "ftp://x", api_key: wrt_a, api_key_env: GW_KEY, colour: blue}
+approval: {wait_seconds: 9999}
+upstreams:
+  Bad Name: {command: [x]}
+  both: {command: [x], url: "http://h/mcp"}
+  neither: {}
+  creds: {url: "http://user:pw@h/mcp"}
+  mapped: {command: [x], action_types: {t: "has spaces"}}
+""")
+    text = "\n".join(found)
+    for expected in ("warrantor.url", "warrantor: expected api_key or api_key_env, not both", "warrantor.colour",
+                     "approval.wait_seconds", "upstreams.Bad Name", "upstreams.both: expected exactly one",
+                     "upstreams.neither: expected exactly one", "upstreams.creds.url: credentials",
+                     "upstreams.mapped.action_types.t"):
+        assert expected in text, (expected, found)
+
+
+def test_a_missing_key_variable_is_named() -> None:
+    assert problems(GOOD, env={}) == ["warrantor.api_key_env: the environment variable GW_KEY is not set"]
+
+
+def test_yaml_aliases_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "g.yaml"
+    path.write_text("a: &x [1, 2]\nb: *x\n")
+    with pytest.raises(ConfigError, match="aliases"):
+        load_config(path, {})
+
+
+def test_a_short_http_token_is_refused() -> None:
+    assert any("http.token" in p for p in problems(GOOD + "http: {token: short}\n"))
