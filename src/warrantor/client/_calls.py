@@ -155,6 +155,15 @@ def decide(code: str, decision: str, reason: str | None) -> Call[ApprovalResult]
     )
 
 
+def _outlooks(body: Any) -> dict[str, dict[str, Any]]:
+    return {o["action_type"]: o for o in body["outlooks"]}
+
+
+def policy_outlook(action_types: list[str]) -> Call[dict[str, dict[str, Any]]]:
+    """What the active bundle can decide for each action type, by type (a read: retryable)."""
+    return Call("POST", "/v1/policies/outlook", _outlooks, json={"action_types": action_types}, retryable=True)
+
+
 def get_json(path: str, *, authenticated: bool = True) -> Call[dict[str, Any]]:
     return Call("GET", path, _identity, retryable=True, authenticated=authenticated)
 

@@ -150,6 +150,11 @@ class Client:
 
     # -- evidence ----------------------------------------------------------------------
 
+    def policy_outlook(self, action_types: list[str]) -> dict[str, dict[str, Any]]:
+        """``POST /v1/policies/outlook``: for each action type, what the active bundle can decide
+        for this key's agent without a payload (``effect``, ``certain``, ``possible``, ``rules``)."""
+        return self._send(_calls.policy_outlook(action_types))
+
     def keys(self) -> list[dict[str, Any]]:
         """Published signing keys with their validity (retired keys included)."""
         return self._send(_calls.keys())
