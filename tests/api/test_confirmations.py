@@ -246,3 +246,45 @@ def test_an_unanswered_pending_confirmation_expires(clock_env: tuple[Env, FixedC
 def test_policy_confirm_without_a_grant_is_still_held_for_a_human(env: Env) -> None:
     r = env.authorize(action_type="refund", payload=BIG_REFUND)
     assert r.status_code == 201 and r.json()["status"] == "pending_approval"
+
+
+def gateway_key(env: Env, agent_id: str = AGENT) -> str:
+    r = env.client.post("/v1/api-keys", headers=env.h("admin"), json={"role": "gateway", "agent_id": agent_id})
+    assert r.status_code == 201, r.text
+    return str(r.json()["key"])
+
+
+def test_a_gateway_relays_presence_for_its_own_agents_action_recorded_as_such(env: Env) -> None:
+    """An MCP form elicitation's answer: accepted for this one action only, recorded
+    ``via: "mcp-elicitation"``, and no live confirmation left behind for later calls."""
+    key = gateway_key(env)
+    auth = grant(env)
+    held = env.client.post("/v1/actions", headers=bearer(key), json={
+        "action_type": "refund", "payload": REFUND, "authorization_id": auth, "scope": "refunds.confirm",
+        "resource": "order:1"}).json()
+    assert held["status"] == "pending_confirmation"
+    r = confirm(env, held["confirmation"]["confirm_nonce"], key=key)
+    assert r.status_code == 200 and r.json()["status"] == "approved", r.text
+    assert "expires_at" not in r.json()  # nothing confirmed beyond this action
+    detail = env.client.get(f"/v1/actions/{held['action_id']}", headers=bearer(key)).json()
+    (approval,) = detail["approvals"]
+    assert approval["approver"] == "end-user:user-42" and approval["via"] == "mcp-elicitation"
+    again = env.client.post("/v1/actions", headers=bearer(key), json={
+        "action_type": "refund", "payload": REFUND, "authorization_id": auth, "scope": "refunds.confirm",
+        "resource": "order:1"}).json()
+    assert again["status"] == "pending_confirmation"  # presence once is not a standing confirmation
+
+
+def test_a_gateway_cannot_confirm_another_agents_action_or_a_bare_check(env: Env) -> None:
+    auth = grant(env)
+    other_agents_gateway = gateway_key(env, "someone-else")
+    held = authorize_refund(env, auth, "refunds.confirm", REFUND).json()
+    r = confirm(env, held["confirmation"]["confirm_nonce"], key=other_agents_gateway)
+    assert r.status_code == 410 and r.json()["code"] == "CONFIRMATION_GONE"
+    own_gateway = gateway_key(env)
+    asked = check(env, auth)  # a nonce from /v1/check belongs to no action
+    r = confirm(env, asked["confirm_nonce"], key=own_gateway)
+    assert r.status_code == 410 and r.json()["code"] == "CONFIRMATION_GONE"
+    # Both nonces are still good for the app's strong path.
+    assert confirm(env, held["confirmation"]["confirm_nonce"]).json()["status"] == "approved"
+    assert confirm(env, asked["confirm_nonce"]).json()["decision"] == "approved"

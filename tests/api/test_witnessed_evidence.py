@@ -171,10 +171,13 @@ def test_a_gateway_key_can_never_approve_or_decide(env: Env, gateway: dict[str, 
     r = env.client.get(f"/v1/actions/{action_id}/approval", headers=gateway)
     assert r.status_code == 403 and r.json()["code"] == "FORBIDDEN_ROLE"
     for path, body in (("/v1/approvers", {"address": "gateway@example.com"}),
-                       ("/v1/users", {"email": "gw@example.com", "name": "gw", "roles": ["approver"]}),
-                       ("/v1/confirmations/cnf_whatever", {"approved": True})):
+                       ("/v1/users", {"email": "gw@example.com", "name": "gw", "roles": ["approver"]})):
         r = env.client.post(path, json=body, headers=gateway)
         assert r.status_code == 403 and r.json()["code"] == "FORBIDDEN_ROLE", (path, r.text)
+    # Confirmations: only an end user's presence for its own agent's action (test_grants.py);
+    # a nonce it cannot use looks like any unknown nonce.
+    r = env.client.post("/v1/confirmations/cnf_whatever", json={"approved": True}, headers=gateway)
+    assert r.status_code == 410 and r.json()["code"] == "CONFIRMATION_GONE"
     r = _notarize(env, action_id, gateway, evidence_grade="witnessed", witness=WITNESS)
     assert r.status_code == 409 and r.json()["code"] == "INVALID_ACTION_STATE"  # witnessing is no approval
     assert _status(env, action_id) == "pending_approval"

@@ -177,7 +177,7 @@ class Approval:
     approver: str
     decision: str
     reason: str | None
-    via: str  # "email-code", "console", "confirmation"
+    via: str  # "email-code", "console", "confirmation", "mcp-elicitation"
     decided_at: datetime
     channel: str = ""  # who was reached how: "code e-mailed to x@y", "console session of user usr_..."
 

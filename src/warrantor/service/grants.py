@@ -284,7 +284,14 @@ class Grants:
         return out
 
     def confirm(self, principal: Principal, nonce: str, approved: bool, ttl_seconds: int) -> dict[str, Any]:
-        tenant_id = require_role(principal, Role.APP, Role.ADMIN)
+        """Resolve a confirmation nonce. App and admin keys relay the end user's answer from
+        the app's own page (the strong path). A gateway key may relay an answer it collected
+        through an MCP form elicitation, which proves only that *someone* at the agent's
+        client answered ("the user was present"): it is accepted only for an action of the
+        gateway's own agent, recorded ``via: "mcp-elicitation"``, and never leaves a live
+        confirmation of the (grant, scope, resource) behind for later calls."""
+        tenant_id = require_role(principal, Role.APP, Role.ADMIN, Role.GATEWAY)
+        presence_only = principal.role is Role.GATEWAY
         if not 1 <= ttl_seconds <= MAX_CONFIRM_TTL_SECONDS:
             raise ValidationError(
                 f"expected ttl_seconds between 1 and {MAX_CONFIRM_TTL_SECONDS}, got {ttl_seconds}",
@@ -295,14 +302,15 @@ class Grants:
         now = self._d.clock.now()
         nonce_hash = hash_nonce(nonce)
         result = self._d.store.write(
-            lambda repo: self._resolve(repo, tenant_id, nonce_hash, approved, ttl_seconds, now)
+            lambda repo: self._resolve(repo, tenant_id, nonce_hash, approved, ttl_seconds, now,
+                                       presence_of=principal if presence_only else None)
         )
         if result.get("action_id"):
             self._d.notifier.notify(result["action_id"])
         return result
 
     def _resolve(self, repo: Repo, tenant_id: str, nonce_hash: str, approved: bool, ttl: int,
-                 now: datetime) -> dict[str, Any]:
+                 now: datetime, presence_of: Principal | None = None) -> dict[str, Any]:
         found = rg.get_nonce(repo, tenant_id, nonce_hash)
         if found is None or found.consumed_at is not None or found.expires_at <= now:
             raise confirmation_gone()
@@ -312,11 +320,15 @@ class Grants:
         action = repo.get_action(tenant_id, found.action_id, for_update=True) if found.action_id else None
         if found.action_id and (action is None or action.status is not Status.PENDING_CONFIRMATION):
             raise confirmation_gone()
+        if presence_of is not None and (action is None or action.agent_id != presence_of.agent_id):
+            # A gateway relays presence for its own agent's held action only; anything else
+            # looks exactly like an unknown nonce.
+            raise confirmation_gone()
         decision = "approved" if approved else "denied_by_user"
         if not rg.consume_nonce(repo, tenant_id, nonce_hash, decision, now):
             raise confirmation_gone()
         out: dict[str, Any] = {"decision": decision}
-        if approved:
+        if approved and presence_of is None:
             until = now + timedelta(seconds=ttl)
             if grant.expires_at is not None:
                 until = min(until, grant.expires_at)
@@ -324,10 +336,13 @@ class Grants:
             out.update(authorization_id=grant.id, scope=found.scope, resource=found.resource,
                        expires_at=isoformat(until))
         if action is not None:
+            via, channel = ("confirmation", "end-user confirmation nonce, relayed by an app key")
+            if presence_of is not None:
+                via, channel = ("mcp-elicitation", f"presence only: an answer to an MCP form elicitation, "
+                                                   f"relayed by gateway key {presence_of.key_id}")
             repo.insert_approval(Approval(
                 self._d.ids.new("apv"), tenant_id, action.id, f"end-user:{grant.subject}",
-                "approve" if approved else "deny", None, "confirmation", now,
-                "end-user confirmation nonce, relayed by an app key",
+                "approve" if approved else "deny", None, via, now, channel,
             ))
             event = Event.CONFIRM if approved else Event.DENY_BY_USER
             applied = apply(self._d, repo, action, event, now,

@@ -74,6 +74,7 @@ def check(body: CheckIn, svc: Svc, caller: Caller) -> dict[str, Any]:
 
 @router.post("/v1/confirmations/{nonce}")
 def confirm(nonce: str, body: ConfirmationIn, svc: Svc, caller: Caller) -> dict[str, Any]:
-    """Resolve an end-user confirmation (role app or admin). Any invalid nonce: 410
+    """Resolve an end-user confirmation (role app or admin; a gateway key for its own agent's
+    action, recorded as presence only: docs/grants.md). Any invalid nonce: 410
     ``CONFIRMATION_GONE``, the same body every time."""
     return svc.grants.confirm(caller, nonce, body.approved, body.ttl_seconds)
