@@ -320,3 +320,74 @@ def test_an_approval_covers_only_the_exact_arguments(deployment: Deployment, tmp
     assert attempt.is_error and evidence(attempt)["status"] == "pending_approval"
     assert evidence(attempt)["action_id"] != evidence(pending)["action_id"]
     assert outbox_calls(outbox, "send_payment") == []  # neither ran: one waits to be called, one to be approved
+
+
+def grant_for_mail(deployment: Deployment) -> str:
+    r = httpx.post(f"{deployment.url}/v1/grants", headers={"Authorization": f"Bearer {deployment.demo['app_key']}"},
+                   json={"agent_id": "payments-agent", "subject": "user-42",
+                         "scopes": [{"scope": "mail", "decision": "confirm", "resources": ["to:*"],
+                                     "confirm_prompt_hint": "Send this e-mail"}]}, timeout=10)
+    assert r.status_code == 201, r.text
+    return str(r.json()["authorization_id"])
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"], ids=["2026-07-28", "2025-11-25"])
+@pytest.mark.parametrize("answer", [True, False], ids=["confirmed", "declined"])
+def test_end_user_confirmation_by_form_elicitation_is_recorded_as_presence(
+    deployment: Deployment, tmp_path: Path, mode: str, answer: bool,
+) -> None:
+    outbox = tmp_path / "outbox"
+    auth = grant_for_mail(deployment)
+    config = write_config(tmp_path / "gateway.yaml", deployment, outbox, wait=5, extra="")
+    config.write_text(config.read_text()
+                      .replace("  api_key_env: TEST_GATEWAY_KEY\n",
+                               f"  api_key_env: TEST_GATEWAY_KEY\n  authorization_id: {auth}\n")
+                      .replace("    timeout_seconds: 20\n",
+                               "    timeout_seconds: 20\n    scopes:\n"
+                               "      send_email: {scope: mail, resource: \"to:{to}\"}\n", 1))
+    asked: list[Any] = []
+
+    async def on_elicit(context: Any, params: Any) -> types.ElicitResult:
+        assert isinstance(params, types.ElicitRequestFormParams), params
+        asked.append(params)
+        return types.ElicitResult(action="accept", content={"confirm": answer})
+
+    mail = {"to": "team@example.com", "subject": f"hello {mode} {answer}", "body": "hi"}
+
+    async def go() -> Any:
+        async with client(config, deployment, mode=mode, elicitation_callback=on_elicit) as c:
+            return await c.call_tool("tools__send_email", mail)
+
+    result = run(go)
+    assert len(asked) == 1 and "team@example.com" in asked[0].message
+    ev = evidence(result)
+    action = deployment.get(f"/v1/actions/{ev['action_id']}").json()
+    (approval,) = action["approvals"]
+    assert approval["via"] == "mcp-elicitation" and approval["approver"] == "end-user:user-42"
+    sent = [c["arguments"] for c in outbox_calls(outbox, "send_email")]
+    if answer:
+        assert not result.is_error, text(result)
+        assert ev["status"] == "notarized" and sent == [mail]
+    else:
+        assert result.is_error and ev["status"] == "denied_by_user" and sent == []
+
+
+def test_end_user_confirmation_without_form_support_stays_pending(deployment: Deployment, tmp_path: Path) -> None:
+    outbox = tmp_path / "outbox"
+    auth = grant_for_mail(deployment)
+    config = write_config(tmp_path / "gateway.yaml", deployment, outbox, wait=0.3)
+    config.write_text(config.read_text()
+                      .replace("  api_key_env: TEST_GATEWAY_KEY\n",
+                               f"  api_key_env: TEST_GATEWAY_KEY\n  authorization_id: {auth}\n")
+                      .replace("    timeout_seconds: 20\n",
+                               "    timeout_seconds: 20\n    scopes:\n"
+                               "      send_email: {scope: mail, resource: \"to:{to}\"}\n", 1))
+
+    async def go() -> Any:
+        async with client(config, deployment) as c:
+            return await c.call_tool("tools__send_email", {"to": "x@example.com", "subject": "s"})
+
+    result = run(go)
+    assert result.is_error and "end user's confirmation" in text(result)
+    assert evidence(result)["status"] == "pending_confirmation"
+    assert outbox_calls(outbox, "send_email") == []

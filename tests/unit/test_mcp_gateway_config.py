@@ -70,3 +70,17 @@ def test_yaml_aliases_are_refused(tmp_path: Path) -> None:
 
 def test_a_short_http_token_is_refused() -> None:
     assert any("http.token" in p for p in problems(GOOD + "http: {token: short}\n"))
+
+
+def test_scopes_need_a_grant_and_plain_argument_placeholders() -> None:
+    scoped = GOOD.replace("    action_types: {send_payment: wire_transfer}\n",
+                          "    scopes: {refund: {scope: refunds, resource: \"order:{order_id}\"}}\n")
+    assert problems(scoped) == [
+        "warrantor.authorization_id: required when an upstream maps tools to grant scopes"]
+    config = parse(scoped.replace("api_key_env: GW_KEY}", "api_key_env: GW_KEY, authorization_id: auth_abc}"))
+    rule = config.upstreams[0].scopes["refund"]
+    assert rule.resource_for({"order_id": "o-1"}) == "order:o-1"
+    assert rule.resource_for({"order_id": {"nested": 1}}) is None and rule.resource_for({}) is None
+    bad = scoped.replace('"order:{order_id}"', '"order:{order_id.__class__}"')
+    assert any("plain argument names" in p for p in problems(
+        bad.replace("api_key_env: GW_KEY}", "api_key_env: GW_KEY, authorization_id: auth_abc}")))

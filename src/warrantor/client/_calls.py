@@ -155,6 +155,14 @@ def decide(code: str, decision: str, reason: str | None) -> Call[ApprovalResult]
     )
 
 
+def confirm(nonce: str, approved: bool, ttl_seconds: int | None) -> Call[dict[str, Any]]:
+    """Relay an end user's answer to a confirmation nonce (single use: not retried)."""
+    body: dict[str, Any] = {"approved": approved}
+    if ttl_seconds is not None:
+        body["ttl_seconds"] = ttl_seconds
+    return Call("POST", f"/v1/confirmations/{segment(nonce)}", _identity, json=body)
+
+
 def _outlooks(body: Any) -> dict[str, dict[str, Any]]:
     return {o["action_type"]: o for o in body["outlooks"]}
 

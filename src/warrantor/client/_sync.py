@@ -148,6 +148,11 @@ class Client:
         """``decision`` is ``"approve"`` or ``"deny"``; a code decides once."""
         return self._send(_calls.decide(code, decision, reason))
 
+    def confirm(self, nonce: str, approved: bool, ttl_seconds: int | None = None) -> dict[str, Any]:
+        """``POST /v1/confirmations/{nonce}``: the end user's answer (app or admin keys; a gateway
+        key only for its own agent's action, recorded as presence only)."""
+        return self._send(_calls.confirm(nonce, approved, ttl_seconds))
+
     # -- evidence ----------------------------------------------------------------------
 
     def policy_outlook(self, action_types: list[str]) -> dict[str, dict[str, Any]]:

@@ -4,6 +4,7 @@
       url: http://127.0.0.1:8080          # the Warrantor server
       api_key_env: WARRANTOR_GATEWAY_KEY  # or api_key: wrt_... (a key of role gateway)
       console_url: https://warrantor.example  # where approvers log in (default: url)
+      authorization_id: auth_...          # optional: the end user's grant the calls act under
     approval:
       wait_seconds: 30                    # how long one tools/call waits for a human
     http:
@@ -14,6 +15,8 @@
         env: {PROVIDER_TOKEN_FILE: /run/secrets/p}
         timeout_seconds: 30
         action_types: {send_payment: wire_transfer}   # default: mcp.payments.<tool>
+        scopes:                           # optional: the grant scope and resource per tool
+          refund: {scope: refunds, resource: "order:{order_id}"}   # {name}: a top-level argument
       search:
         url: http://127.0.0.1:9001/mcp       # a Streamable HTTP server
 
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import os
 import re
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -36,8 +40,31 @@ from warrantor.policy.config import ConfigError, load_yaml_config
 
 NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 ACTION_TYPE = re.compile(r"^[A-Za-z0-9_.:/-]{1,128}$")
+SCOPE = re.compile(r"^[A-Za-z0-9_.:/-]{1,128}$")
+AUTH_ID = re.compile(r"^auth_[a-z0-9]{1,64}$")
 MAX_WAIT_SECONDS = 300
 MAX_TIMEOUT_SECONDS = 600
+
+
+@dataclass(frozen=True)
+class ScopeRule:
+    """The grant scope a tool's calls are checked under, and the resource, filled from the
+    call's top-level arguments (``order:{order_id}``)."""
+
+    scope: str
+    resource: str
+
+    def resource_for(self, arguments: dict[str, Any]) -> str | None:
+        """The resource, or None when an argument it names is missing or not a scalar."""
+        values = {}
+        for _, name, _, _ in string.Formatter().parse(self.resource):
+            if name is None:
+                continue
+            value = arguments.get(name)
+            if isinstance(value, bool) or not isinstance(value, str | int | float):
+                return None
+            values[name] = value
+        return self.resource.format_map(values)
 
 
 @dataclass(frozen=True)
@@ -50,6 +77,7 @@ class Upstream:
     env: MappingProxyType[str, str] = field(default_factory=lambda: MappingProxyType({}))
     timeout_seconds: float = 30.0
     action_types: MappingProxyType[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    scopes: MappingProxyType[str, ScopeRule] = field(default_factory=lambda: MappingProxyType({}))
 
     def action_type(self, tool: str) -> str:
         """``mcp.<server>.<tool>`` unless the config maps the tool to another action type."""
@@ -64,6 +92,7 @@ class GatewayConfig:
     upstreams: tuple[Upstream, ...]
     approval_wait_seconds: float = 30.0
     http_token: str | None = None
+    authorization_id: str | None = None
 
 
 def load_config(path: Path, environ: dict[str, str] | None = None) -> GatewayConfig:
@@ -79,7 +108,10 @@ def parse_config(data: dict[str, Any], environ: Any) -> GatewayConfig:
     problems: list[str] = []
     _unknown(data, {"warrantor", "approval", "http", "upstreams"}, "", problems)
     wr = _mapping(data.get("warrantor"), "warrantor", problems, required=True)
-    _unknown(wr, {"url", "api_key", "api_key_env", "console_url"}, "warrantor", problems)
+    _unknown(wr, {"url", "api_key", "api_key_env", "console_url", "authorization_id"}, "warrantor", problems)
+    authorization_id = wr.get("authorization_id")
+    if authorization_id is not None and not (isinstance(authorization_id, str) and AUTH_ID.match(authorization_id)):
+        problems.append("warrantor.authorization_id: expected a grant id like auth_...")
     url = _http_url(wr.get("url"), "warrantor.url", problems)
     console = _http_url(wr.get("console_url", url), "warrantor.console_url", problems)
     api_key = _secret(wr, "api_key", "warrantor", environ, problems, required=True)
@@ -96,6 +128,8 @@ def parse_config(data: dict[str, Any], environ: Any) -> GatewayConfig:
 
     ups_raw = _mapping(data.get("upstreams"), "upstreams", problems, required=True)
     upstreams = [_upstream(name, spec, problems) for name, spec in ups_raw.items()]
+    if authorization_id is None and any(u is not None and u.scopes for u in upstreams):
+        problems.append("warrantor.authorization_id: required when an upstream maps tools to grant scopes")
     if not ups_raw and "upstreams" in data:
         problems.append("upstreams: expected at least one upstream MCP server")
     if problems:
@@ -103,6 +137,7 @@ def parse_config(data: dict[str, Any], environ: Any) -> GatewayConfig:
     return GatewayConfig(
         warrantor_url=str(url).rstrip("/"), api_key=str(api_key), console_url=str(console).rstrip("/"),
         upstreams=tuple(u for u in upstreams if u is not None), approval_wait_seconds=wait, http_token=token,
+        authorization_id=authorization_id,
     )
 
 
@@ -113,7 +148,7 @@ def _upstream(name: Any, spec: Any, problems: list[str]) -> Upstream | None:
                         f"starting with a letter")
         return None
     spec = _mapping(spec, where, problems, required=True)
-    _unknown(spec, {"command", "url", "env", "timeout_seconds", "action_types"}, where, problems)
+    _unknown(spec, {"command", "url", "env", "timeout_seconds", "action_types", "scopes"}, where, problems)
     command, url = spec.get("command"), spec.get("url")
     if (command is None) == (url is None):
         problems.append(f"{where}: expected exactly one of command (stdio) or url (Streamable HTTP)")
@@ -134,11 +169,37 @@ def _upstream(name: Any, spec: Any, problems: list[str]) -> Upstream | None:
         if not isinstance(action_type, str) or not ACTION_TYPE.match(action_type):
             problems.append(f"{where}.action_types.{tool}: expected an action type of letters, digits and "
                             f"'_.:/-' (at most 128)")
+    scopes = _scopes(spec.get("scopes"), f"{where}.scopes", problems)
     return Upstream(
         name=name, command=tuple(command) if command else None, url=url if isinstance(url, str) else None,
         env=MappingProxyType({str(k): str(v) for k, v in env.items()}), timeout_seconds=timeout,
         action_types=MappingProxyType({str(k): str(v) for k, v in mapping.items()}),
+        scopes=MappingProxyType(scopes),
     )
+
+
+def _scopes(value: Any, where: str, problems: list[str]) -> dict[str, ScopeRule]:
+    scopes = {}
+    for tool, raw in _mapping(value, where, problems).items():
+        rule = _mapping(raw, f"{where}.{tool}", problems, required=True)
+        _unknown(rule, {"scope", "resource"}, f"{where}.{tool}", problems)
+        scope, resource = rule.get("scope"), rule.get("resource")
+        if not isinstance(scope, str) or not SCOPE.match(scope):
+            problems.append(f"{where}.{tool}.scope: expected a scope name of letters, digits and '_.:/-'")
+        elif not isinstance(resource, str) or not resource or len(resource) > 512:
+            problems.append(f"{where}.{tool}.resource: expected a resource template of 1-512 characters")
+        else:
+            try:
+                names = [f for _, f, _, _ in string.Formatter().parse(resource) if f is not None]
+            except ValueError as exc:
+                problems.append(f"{where}.{tool}.resource: {exc}")
+                continue
+            if any(not n.isidentifier() for n in names):
+                problems.append(f"{where}.{tool}.resource: placeholders must be plain argument names "
+                                f"(like {{order_id}})")
+                continue
+            scopes[str(tool)] = ScopeRule(scope, resource)
+    return scopes
 
 
 def _mapping(value: Any, where: str, problems: list[str], *, required: bool = False) -> dict[str, Any]:

@@ -15,6 +15,10 @@
    action (the approval binds to the intent digest, i.e. to these exact arguments); other
    arguments are a new action. The link never carries an approval code: the client is the
    agent's side, and the page asks the approver to log in.
+   Held for the end user's confirmation (a grant's ``confirm`` scope): a client with
+   form-mode elicitation is asked to confirm, and its answer is relayed to Warrantor as
+   *presence only* (recorded ``via: "mcp-elicitation"``); other clients get a pending result,
+   and the app's own confirmation stays the strong path.
 5. Allowed or approved: the gateway forwards the call, then notarizes it itself as
    ``witnessed`` evidence, with digests of the request it sent and the reply it got. A tool
    error is ``failed``; a refusal by the upstream is ``failed``; a timeout, a broken
@@ -50,6 +54,11 @@ APPROVAL_META_KEY = "io.warrantor/approval"
 APPROVAL_INPUT = "warrantor_approval"
 EXECUTOR = "warrantor-mcp-gateway"
 PENDING = frozenset({"pending_approval", "pending_confirmation"})
+CONFIRM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"confirm": {"type": "boolean", "title": "Confirm", "description": "Let this call run"}},
+    "required": ["confirm"],
+}
 MAX_DETAILS = 2000
 
 
@@ -64,8 +73,15 @@ class Interaction:
     """
 
     mode: Literal["elicit", "input_required", "none"] = "none"
-    responded: bool = False  # input_required: this call carries the client's responses
+    url: bool = False  # the client declared URL-mode elicitation
+    form: bool = False  # the client declared form-mode elicitation
+    responses: Mapping[str, Any] | None = None  # input_required: the client's answers on this call
     elicit_url: Callable[[str, str, str], Awaitable[str]] | None = None  # (message, url, id) -> action
+    elicit_form: Callable[[str, dict[str, Any]], Awaitable[types.ElicitResult]] | None = None
+
+    @property
+    def responded(self) -> bool:
+        return bool(self.responses) and APPROVAL_INPUT in (self.responses or {})
 
 
 class Gateway:
@@ -78,6 +94,7 @@ class Gateway:
         # (tool, arguments digest) -> the held action those exact arguments continue
         self._held: dict[tuple[str, str], str] = {}
         self._elicited: set[str] = set()
+        self._nonces: dict[str, str] = {}  # held action -> its end-user confirmation nonce
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     # -- tools/list ---------------------------------------------------------------------
@@ -141,22 +158,85 @@ class Gateway:
     ) -> types.CallToolResult | types.InputRequiredResult:
         action_id = self._held.get(key)
         if action_id is None:
-            try:
-                auth = await self._wr.authorize(
-                    tool.action_type, details=f"MCP tools/call {tool.upstream.name}/{tool.tool.name}",
-                    payload=args,
-                )
-            except ActionDeniedError as exc:
-                return _denied(exc)
-            except TransportError as exc:
-                return _error(f"Warrantor could not be reached, so the call was not made: {exc.message}", None)
-            except WarrantorError as exc:
-                return _error(f"Warrantor refused the call ({exc.code}): {exc.message}", None)
-            if auth.status == "authorized":
-                return await self._execute(tool, args, auth.action_id)
-            action_id = auth.action_id
-            self._held[key] = action_id
+            started = await self._start(tool, args, key)
+            if not isinstance(started, str):
+                return started
+            action_id = started
+        if action_id in self._nonces:
+            return await self._confirm_call(tool, args, key, action_id, interaction)
         return await self._held_call(tool, args, key, action_id, interaction)
+
+    async def _start(self, tool: ExposedTool, args: dict[str, Any], key: tuple[str, str]) -> types.CallToolResult | str:
+        """Authorize a new call: its final result (denied, refused, executed) or the id of the
+        action it is held as."""
+        grant: dict[str, Any] = {}
+        rule = tool.upstream.scopes.get(tool.tool.name)
+        if rule is not None:
+            resource = rule.resource_for(args)
+            if resource is None:
+                return _error(f"The arguments lack what the resource {rule.resource!r} of scope "
+                              f"{rule.scope!r} needs.", None)
+            grant = {"authorization_id": self._config.authorization_id, "scope": rule.scope, "resource": resource}
+        try:
+            auth = await self._wr.authorize(
+                tool.action_type, details=f"MCP tools/call {tool.upstream.name}/{tool.tool.name}",
+                payload=args, **grant,
+            )
+        except ActionDeniedError as exc:
+            return _denied(exc)
+        except TransportError as exc:
+            return _error(f"Warrantor could not be reached, so the call was not made: {exc.message}", None)
+        except WarrantorError as exc:
+            return _error(f"Warrantor refused the call ({exc.code}): {exc.message}", None)
+        if auth.status == "authorized":
+            return await self._execute(tool, args, auth.action_id)
+        self._held[key] = auth.action_id
+        if auth.status == "pending_confirmation" and auth.confirmation:
+            self._nonces[auth.action_id] = str(auth.confirmation["confirm_nonce"])
+        return auth.action_id
+
+    async def _confirm_call(
+        self, tool: ExposedTool, args: dict[str, Any], key: tuple[str, str], action_id: str,
+        interaction: Interaction,
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        """The end user's confirmation through a form elicitation: presence only."""
+        message = (f"Confirm this call to {tool.name}? Arguments: {_short(args)}. "
+                   f"(Warrantor records your answer as given through this client.)")
+        answer: Any = None
+        if interaction.form and interaction.mode == "input_required":
+            if not interaction.responded:
+                return types.InputRequiredResult(
+                    input_requests={APPROVAL_INPUT: types.ElicitRequest(params=types.ElicitRequestFormParams(
+                        message=message, requested_schema=CONFIRM_SCHEMA))},
+                    request_state=action_id,
+                )
+            answer = (interaction.responses or {}).get(APPROVAL_INPUT)
+        elif interaction.form and interaction.elicit_form is not None and action_id not in self._elicited:
+            self._elicited.add(action_id)
+            try:
+                answer = await interaction.elicit_form(message, CONFIRM_SCHEMA)
+            except Exception as exc:  # the client could not ask; the pending result says what to do
+                log.info("form elicitation for %s failed: %s", action_id, exc)
+        verdict = _confirmation(answer)
+        if verdict is not None:
+            try:
+                await self._wr.confirm(self._nonces[action_id], verdict)
+            except WarrantorError as exc:
+                log.info("relaying the confirmation of %s failed: %s", action_id, exc)
+        try:
+            detail = await self._wr.wait_for_decision(
+                action_id, timeout=self._config.approval_wait_seconds if verdict is None else 5.0)
+        except WarrantorError as exc:
+            return _error(f"Warrantor could not report on held action {action_id} ({exc.code}); "
+                          f"call again with the same arguments to continue.", {"action_id": action_id})
+        if detail.status in PENDING:
+            return _error(f"This call needs the end user's confirmation (action {action_id}); it was not "
+                          f"given here. Call again with the same arguments once the user has confirmed in the app.",
+                          {"action_id": action_id, "status": detail.status})
+        self._forget(key, action_id)
+        if detail.status == "approved":
+            return await self._execute(tool, args, action_id)
+        return _ended(detail)
 
     async def _held_call(
         self, tool: ExposedTool, args: dict[str, Any], key: tuple[str, str], action_id: str,
@@ -165,13 +245,13 @@ class Gateway:
         url = f"{self._config.console_url}/console/actions/{action_id}"
         message = (f"Warrantor is holding this call to {tool.name} for a human's approval. "
                    f"An approver can decide at {url} (approvers log in with their own account).")
-        if interaction.mode == "input_required" and not interaction.responded:
+        if interaction.url and interaction.mode == "input_required" and not interaction.responded:
             return types.InputRequiredResult(
                 input_requests={APPROVAL_INPUT: types.ElicitRequest(
                     params=types.ElicitRequestURLParams(message=message, url=url))},
                 request_state=action_id,
             )
-        if interaction.mode == "elicit" and interaction.elicit_url is not None and action_id not in self._elicited:
+        if interaction.url and interaction.elicit_url is not None and action_id not in self._elicited:
             self._elicited.add(action_id)
             try:
                 await interaction.elicit_url(message, url, action_id)
@@ -192,6 +272,7 @@ class Gateway:
     def _forget(self, key: tuple[str, str], action_id: str) -> None:
         self._held.pop(key, None)
         self._elicited.discard(action_id)
+        self._nonces.pop(action_id, None)
 
     async def _execute(self, tool: ExposedTool, args: dict[str, Any], action_id: str) -> types.CallToolResult:
         request_digest = "sha256:" + digest({"name": tool.tool.name, "arguments": args})
@@ -246,6 +327,26 @@ class Gateway:
             return None
         where = "/".join(str(p) for p in error.absolute_path) or "(arguments)"
         return f"The arguments do not match {tool.name}'s input schema at {where}: {error.message}"
+
+
+def _confirmation(answer: Any) -> bool | None:
+    """True/False from an accepted or declined form answer; None when there is no answer."""
+    if not isinstance(answer, types.ElicitResult):
+        return None
+    if answer.action == "decline":
+        return False
+    if answer.action == "accept" and answer.content is not None:
+        value = answer.content.get("confirm")
+        if isinstance(value, bool):
+            return value
+    return None
+
+
+def _short(args: dict[str, Any], limit: int = 300) -> str:
+    import json
+
+    text = json.dumps(args, sort_keys=True, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _text(result: types.CallToolResult) -> str:

@@ -31,7 +31,7 @@ from warrantor import __version__
 from warrantor.client import AsyncClient
 from warrantor.errors import WarrantorError
 from warrantor.mcp_gateway.config import GatewayConfig
-from warrantor.mcp_gateway.gateway import APPROVAL_INPUT, Gateway, Interaction
+from warrantor.mcp_gateway.gateway import Gateway, Interaction
 from warrantor.mcp_gateway.upstreams import Upstreams
 
 log = logging.getLogger(__name__)
@@ -64,18 +64,24 @@ def build_server(gateway: Gateway) -> Server[Any]:
 
 def interaction_for(ctx: Any, params: types.CallToolRequestParams) -> Interaction:
     caps = ctx.session.client_capabilities
-    url_ok = bool(caps is not None and caps.elicitation is not None and caps.elicitation.url is not None)
-    if not url_ok:
+    elicitation = caps.elicitation if caps is not None else None
+    url_ok = elicitation is not None and elicitation.url is not None
+    # A bare ``elicitation: {}`` (the 2025-06-18 form) means form mode.
+    form_ok = elicitation is not None and (elicitation.form is not None or elicitation.url is None)
+    if not (url_ok or form_ok):
         return Interaction("none")
     if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
-        responses = params.input_responses or {}
-        return Interaction("input_required", responded=APPROVAL_INPUT in responses)
+        return Interaction("input_required", url=url_ok, form=form_ok, responses=params.input_responses)
 
-    async def elicit(message: str, url: str, elicitation_id: str) -> str:
+    async def elicit_url(message: str, url: str, elicitation_id: str) -> str:
         result = await ctx.session.elicit_url(message, url, elicitation_id, related_request_id=ctx.request_id)
         return str(result.action)
 
-    return Interaction("elicit", elicit_url=elicit)
+    async def elicit_form(message: str, schema: dict[str, Any]) -> types.ElicitResult:
+        result: types.ElicitResult = await ctx.session.elicit_form(message, schema, related_request_id=ctx.request_id)
+        return result
+
+    return Interaction("elicit", url=url_ok, form=form_ok, elicit_url=elicit_url, elicit_form=elicit_form)
 
 
 async def serve_stdio(config: GatewayConfig) -> None:
