@@ -14,7 +14,8 @@ docs/guardrails.md. :func:`parse_bundle` is the only way untrusted bundle text b
    whole statement ends at the offending token; other errors point at the statement);
 3. the schema, then the policies validated against it (``cedarpy.validate_policies``);
 4. annotation lint (read from Cedar's JSON form of each policy's head, annotations, effect
-   and scope, never of its conditions, whose JSON form is as deep as the condition): unique
+   and scope, never of its conditions, whose JSON form is as deep as the condition:
+   :func:`policy_heads`, which the policy outlook reads too): unique
    non-empty ``@id``, ``@effect`` in deny | require_approval | confirm | allow (``allow``
    only on a ``permit``, the others only on a ``forbid``; absent means ``allow`` on a
    permit and ``deny`` on a forbid), ``@reason`` present,
@@ -278,25 +279,38 @@ def _parse_schema(schema: Any, problems: list[dict[str, Any]]) -> cedarpy.Schema
     return None
 
 
-def _heads(cedar: str) -> tuple[str, list[int]]:
-    """Every policy cut after its scope (annotations, effect, scope: all the lint reads),
-    so Cedar's JSON form stays shallow; and the line each policy starts on."""
-    heads, lines = [], []
+@dataclass(frozen=True)
+class PolicyHead:
+    """One policy cut after its scope: its annotations, effect and scope, never its
+    conditions, so that Cedar's JSON form of it stays shallow whatever the conditions are."""
+
+    text: str  # the head as a policy of its own, ending in ';'
+    line: int  # where the policy starts in the bundle's text
+    conditional: bool  # a ``when`` or ``unless`` clause follows the scope
+
+
+def policy_heads(cedar: str) -> list[PolicyHead]:
+    """The head of every policy of ``cedar`` (text Cedar has parsed), in order: the ``N``th
+    head is cedarpy's ``policy<N>``."""
+    heads = []
     for stmt in scan(cedar, max_depth=MAX_NESTING):
         _, scope_end = policy_head(cedar, stmt)
-        heads.append(cedar[stmt.start : stmt.tokens[scope_end][1]] + ";")
-        lines.append(line_col(cedar, stmt.start)[0])
-    return "\n".join(heads), lines
+        heads.append(PolicyHead(
+            text=cedar[stmt.start : stmt.tokens[scope_end][1]] + ";",
+            line=line_col(cedar, stmt.start)[0],
+            conditional=scope_end < len(stmt.tokens) - 2,  # more than the final ';' follows
+        ))
+    return heads
 
 
 def _lint(cedar: str, problems: list[dict[str, Any]]) -> tuple[PolicyInfo, ...]:
-    heads, lines = _heads(cedar)
-    est = json.loads(cedarpy.policies_to_json_str(heads))
+    heads = policy_heads(cedar)
+    est = json.loads(cedarpy.policies_to_json_str("\n".join(h.text for h in heads)))
     infos: list[PolicyInfo] = []
     seen: set[str] = set()
     for cedar_id, policy in est.get("staticPolicies", {}).items():
         line = (
-            lines[int(cedar_id.removeprefix("policy"))] if cedar_id.startswith("policy") else None
+            heads[int(cedar_id.removeprefix("policy"))].line if cedar_id.startswith("policy") else None
         )
         info = _policy_info(cedar_id, policy, line, problems)
         if info.id in seen:

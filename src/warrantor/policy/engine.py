@@ -124,13 +124,7 @@ class PolicyEngine:
     def __init__(self, bundle: PolicyBundle) -> None:
         self.bundle = bundle
         self._policies = cedarpy.PolicySet.from_str(_all_permit(bundle.cedar))
-        schema = bundle.schema
-        if isinstance(schema, dict):
-            self._schema = cedarpy.Schema.from_json_str(json.dumps(schema))
-        elif schema.lstrip().startswith("{"):
-            self._schema = cedarpy.Schema.from_json_str(schema)
-        else:
-            self._schema = cedarpy.Schema.from_str(schema)
+        self._schema = cedar_schema(bundle.schema)
         self._entities = cedarpy.Entities.from_json_str("[]")
         self._info = {p.cedar_id: p for p in bundle.policies}
         self._names = {p.cedar_id: p.id for p in bundle.policies}
@@ -161,6 +155,15 @@ class PolicyEngine:
     def _rename(self, error: str) -> str:
         """cedarpy names policies ``policy<N>``; show the bundle's ``@id`` instead."""
         return _POLICY_REF.sub(lambda m: f"`{self._names.get(m[1], m[1])}`", error)
+
+
+def cedar_schema(schema: str | dict[str, Any]) -> cedarpy.Schema:
+    """A bundle's schema (a JSON object, JSON text or Cedar schema text) as cedarpy's handle."""
+    if isinstance(schema, dict):
+        return cedarpy.Schema.from_json_str(json.dumps(schema))
+    if schema.lstrip().startswith("{"):
+        return cedarpy.Schema.from_json_str(schema)
+    return cedarpy.Schema.from_str(schema)
 
 
 def _all_permit(cedar: str) -> str:

@@ -1,17 +1,19 @@
 """Request bodies: what the API accepts, checked strictly (unknown fields refused).
 
 Three different things, kept apart: these request schemas, the domain records, and the
-database rows. Responses are plain JSON documents built by the service layer.
+database rows. Responses are plain JSON documents built by the service layer; the models
+named ``...Out`` describe one for the OpenAPI document (the route validates against it).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 _ID = r"^[A-Za-z0-9][A-Za-z0-9_.:@\-]*$"
 Short = Field(default=None, max_length=200)
+ActionType = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_.:\-]*$")]
 
 
 class Strict(BaseModel):
@@ -37,7 +39,7 @@ class Usage(Strict):
 
 
 class ActionIn(Strict):
-    action_type: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_.:\-]*$")
+    action_type: ActionType
     details: str = Field(default="", max_length=16_384)
     payload: dict[str, Any] = Field(default_factory=dict)
     agent_id: str | None = Field(default=None, max_length=200, pattern=_ID)
@@ -111,3 +113,42 @@ class ActivateIn(Strict):
 class EvaluateIn(Strict):
     action: ActionIn
     bundle_hash: str | None = Field(default=None, max_length=64)
+
+
+MAX_OUTLOOK_TYPES = 500
+EffectName = Literal["deny", "require_approval", "confirm", "allow"]
+
+
+class OutlookIn(Strict):
+    action_types: list[ActionType] = Field(max_length=MAX_OUTLOOK_TYPES,
+                                           description="action types as POST /v1/actions accepts them")
+    agent_id: str | None = Field(default=None, max_length=200, pattern=_ID,
+                                 description="required for admin and auditor keys; a key bound to an "
+                                             "agent may only name its own agent")
+
+
+class OutlookRuleOut(BaseModel):
+    id: str
+    effect: EffectName
+    conditional: bool = Field(description="true: the rule may apply, depending on the request")
+
+
+class ActionOutlookOut(BaseModel):
+    action_type: str
+    effect: EffectName = Field(description="the decision when only the rules that certainly apply match")
+    certain: bool = Field(description="no request for this action type by this agent is decided otherwise")
+    possible: list[EffectName] = Field(description="every decision a request can get, strongest first")
+    rules: list[OutlookRuleOut] = Field(description="every rule that applies or may apply, as the engine "
+                                                    "orders matches")
+    reason: Literal["NO_ACTIVE_POLICY", "ACTION_NOT_IN_SCHEMA", "ANALYSIS_FAILED"] | None = Field(
+        description="set when no rule decides: no bundle is enforced, the bundle's schema does not "
+                    "declare the action type, or the bundle could not be analysed (the conservative answer)")
+
+
+class OutlookOut(BaseModel):
+    """The Cedar policy stage only: budgets, rate limits, detectors, the endpoint allowlist,
+    grants and the agent registry depend on the request or on state and are not included."""
+
+    bundle_hash: str | None = Field(description="the bundle in enforce mode; null when there is none")
+    agent_id: str
+    outlooks: list[ActionOutlookOut] = Field(description="one per requested action type, in order")

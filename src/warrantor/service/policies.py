@@ -10,31 +10,39 @@ a time-out or a memory blow-up there is a 422 ``POLICY_INVALID`` whose problem h
 ``POLICY_TOO_COMPLEX``, and this process never runs that input. Bundles read back from the
 store were checked when they were uploaded.
 
-Compiled engines are cached by bundle hash: a bundle never changes once stored. Which
-bundle is active per tenant is cached for ``ACTIVE_CACHE_SECONDS``: an activation takes
-effect at once in the process that made it, and within that time in the other processes
-sharing the database.
+Compiled engines are cached by bundle hash: a bundle never changes once stored, so neither
+does its policy outlook (:mod:`warrantor.policy.outlook`), analysed on first use and kept
+with the engine. Which bundle is active per tenant is cached for ``ACTIVE_CACHE_SECONDS``:
+an activation takes effect at once in the process that made it, and within that time in the
+other processes sharing the database.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
-from warrantor.errors import NotFoundError, ValidationError
+from warrantor.domain.model import Principal
+from warrantor.errors import NotFoundError, PermissionDeniedError, ValidationError
 from warrantor.policy.bundle import BundleInvalidError, PolicyBundle, parse_bundle
 from warrantor.policy.detectors import DetectorConfigError, DetectorSet
 from warrantor.policy.endpoints import EndpointAllowlist
 from warrantor.policy.engine import PolicyEngine
+from warrantor.policy.outlook import NO_ACTIVE_POLICY, BundleOutlook, Outlook, analyse
 from warrantor.policy.sandbox import SandboxError, SandboxLimits, run_isolated
 from warrantor.service.approvers import TenantApprovers, bundle_problems
 from warrantor.service.context import Deps
 from warrantor.service.sealing import record
 from warrantor.store import Repo
+
+log = logging.getLogger(__name__)
 
 MODES = ("enforce", "shadow")
 ACTIVE_CACHE_SECONDS = 1.0
@@ -57,6 +65,15 @@ class Compiled:
             DetectorSet.from_detectors_config(bundle.config.detectors),
             EndpointAllowlist.from_endpoints_config(bundle.config.endpoints),
         )
+
+    @cached_property
+    def outlook(self) -> BundleOutlook:
+        """The bundle's policy outlook, analysed on first use (not every engine needs one)."""
+        analysed = analyse(self.bundle)
+        if analysed.error is not None:
+            log.warning("policy outlook of bundle %s could not be analysed, every outlook is the "
+                        "conservative one: %s", self.bundle.hash, analysed.error)
+        return analysed
 
 
 @dataclass(frozen=True)
@@ -83,9 +100,12 @@ def compile_upload(raw: Any) -> Compiled:
 def check_upload(raw: Any) -> dict[str, Any]:
     """What the sandboxed child runs: ``{"ok": true}`` or ``{"problems": [...]}``."""
     try:
-        compile_upload(raw)
+        compiled = compile_upload(raw)
     except BundleInvalidError as exc:
         return {"problems": exc.problems}
+    # the outlook's native calls meet this bundle here first, so one that would crash the
+    # server kills this child instead (a failed analysis is no problem: see policy.outlook)
+    analyse(compiled.bundle)
     return {"ok": True}
 
 
@@ -203,6 +223,37 @@ class Policies:
     def _forget_active(self, tenant_id: str) -> None:
         with self._lock:
             self._active.pop(tenant_id, None)
+
+    def outlook(
+        self, tenant_id: str, principal: Principal, agent_id: str | None, action_types: Sequence[str]
+    ) -> dict[str, Any]:
+        """What the enforcing bundle can decide for each action type and one agent, without a
+        payload (docs/guardrails.md, "Outlook"). A key bound to an agent asks for that agent
+        only; any other key names the agent."""
+        if principal.agent_id is not None:
+            if agent_id not in (None, principal.agent_id):
+                raise PermissionDeniedError(
+                    f"expected agent_id {principal.agent_id!r} (bound to this key), got {agent_id!r}",
+                    code="AGENT_MISMATCH",
+                )
+            agent_id = principal.agent_id
+        if agent_id is None:
+            raise ValidationError(
+                "agent_id: expected the agent whose outlook this is (a key not bound to an agent "
+                "must name one)", code="AGENT_ID_REQUIRED", details={"field": "agent_id"},
+            )
+        with self._d.store.read_lazy() as repo:  # no transaction when the active bundle is cached
+            enforce = self.active(repo, tenant_id).get("enforce")
+        if enforce is None:
+            outlooks = [Outlook.denied(t, NO_ACTIVE_POLICY) for t in action_types]
+        else:
+            analysed = enforce.compiled.outlook
+            outlooks = [analysed.outlook(agent_id, t) for t in action_types]
+        return {
+            "bundle_hash": enforce.bundle.hash if enforce else None,
+            "agent_id": agent_id,
+            "outlooks": [o.to_dict() for o in outlooks],
+        }
 
     def list(self, tenant_id: str) -> list[dict[str, Any]]:
         with self._d.store.read() as repo:

@@ -1,4 +1,4 @@
-"""Policy bundles: upload, list, fetch, activate, dry-run."""
+"""Policy bundles: upload, list, fetch, activate, dry-run, outlook."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from warrantor.domain.clock import isoformat
 from warrantor.domain.model import Role
 from warrantor.server.deps import Caller, Svc
 from warrantor.server.routes.actions import intent_from
-from warrantor.server.schemas import ActivateIn, EvaluateIn, PolicyIn
+from warrantor.server.schemas import ActivateIn, EvaluateIn, OutlookIn, OutlookOut, PolicyIn
 from warrantor.service.tenancy import require_role
 
 router = APIRouter(tags=["policies"])
@@ -61,3 +61,14 @@ def evaluate_policy(body: EvaluateIn, svc: Svc, caller: Caller) -> dict[str, Any
     """Dry-run one hypothetical action; nothing is written."""
     tenant_id = require_role(caller, Role.ADMIN, Role.AUDITOR, Role.AGENT)
     return svc.authorizer.explain(tenant_id, intent_from(body.action), body.bundle_hash)
+
+
+@router.post("/v1/policies/outlook", response_model=OutlookOut)
+def policy_outlook(body: OutlookIn, svc: Svc, caller: Caller) -> dict[str, Any]:
+    """For each action type: what the enforcing bundle's Cedar policies can decide for one
+    agent, without a payload (docs/guardrails.md, "Outlook"). A gateway hides the types that
+    are ``deny`` and ``certain`` and marks those whose ``possible`` has ``require_approval``.
+    Budgets, rate limits, detectors, the endpoint allowlist, grants and the agent registry
+    are not part of it. Nothing is written."""
+    tenant_id = require_role(caller, Role.ADMIN, Role.AUDITOR, Role.AGENT)
+    return svc.policies.outlook(tenant_id, caller, body.agent_id, body.action_types)
