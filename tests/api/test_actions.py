@@ -180,3 +180,25 @@ def test_numbers_json_cannot_carry_exactly_are_422_everywhere(env: Env) -> None:
                         json={"outcome": "completed", "executed": {"payload": huge}})
     assert (r.status_code, r.json()["code"]) == (422, "NOT_CANONICAL_JSON")
     assert env.client.get(f"/v1/actions/{action_id}", headers=env.h("agent")).json()["status"] == "authorized"
+
+
+def test_long_poll_naming_a_status_already_left_answers_at_once(env: Env) -> None:
+    """A caller that missed the change (it saw pending_approval, the human already decided)
+    gets the answer at once instead of waiting for a second change that may never come."""
+    import time
+
+    action_id = env.authorize(payload={**WIRE, "amount_minor": 6_000_000}).json()["action_id"]
+    code = env.approval_codes(action_id)[0]
+    assert env.client.post(f"/v1/approvals/{code}/confirm", json={"decision": "approve"}).status_code == 200
+    started = time.monotonic()
+    r = env.client.get(f"/v1/actions/{action_id}?wait=30&status=pending_approval", headers=env.h("agent"))
+    assert r.json()["status"] == "approved"
+    assert time.monotonic() - started < 10, "the long poll waited although the status was already left"
+    r = env.client.get(f"/v1/actions/{action_id}?wait=0.3&status=approved", headers=env.h("agent"))
+    assert r.json()["status"] == "approved"  # still in the named status: waited, then the unchanged action
+
+
+def test_long_poll_status_must_be_a_known_status(env: Env) -> None:
+    action_id = env.authorize().json()["action_id"]
+    r = env.client.get(f"/v1/actions/{action_id}?wait=1&status=pending", headers=env.h("agent"))
+    assert r.status_code == 422 and r.json()["code"] == "INVALID_FILTER"

@@ -88,9 +88,10 @@ class AsyncClient:
         """Ask to run an action. Denials raise ``ActionDeniedError``; retries replay."""
         return await self._send(_calls.authorize(action_type, details, payload, idempotency_key, fields))
 
-    async def get_action(self, action_id: str, wait: float | None = None) -> ActionDetail:
-        """The action; with ``wait``, long-poll up to that many seconds for a status change."""
-        return await self._send(_calls.get_action(action_id, wait))
+    async def get_action(self, action_id: str, wait: float | None = None, status: str | None = None) -> ActionDetail:
+        """The action; with ``wait``, long-poll up to that many seconds for a status change
+        (with ``status``, from that status: at once if the action has already left it)."""
+        return await self._send(_calls.get_action(action_id, wait, status))
 
     async def wait_for_decision(self, action_id: str, timeout: float) -> ActionDetail:
         """Long-poll until the action leaves ``pending_*`` or ``timeout`` seconds pass.
@@ -100,7 +101,7 @@ class AsyncClient:
         deadline = time.monotonic() + timeout
         detail = await self.get_action(action_id)
         while detail.pending and (remaining := deadline - time.monotonic()) > 0:
-            detail = await self.get_action(action_id, wait=remaining)
+            detail = await self.get_action(action_id, wait=remaining, status=detail.status)
         return detail
 
     async def notarize(

@@ -112,8 +112,12 @@ def authorize(
     )
 
 
-def get_action(action_id: str, wait: float | None) -> Call[ActionDetail]:
-    params = {"wait": min(wait, MAX_WAIT)} if wait else None
+def get_action(action_id: str, wait: float | None, status: str | None = None) -> Call[ActionDetail]:
+    """With ``wait``, a long poll; with ``status`` too, it answers at once if the action has
+    already left that status (no waiting for a change that already happened)."""
+    params: dict[str, Any] | None = {"wait": min(wait, MAX_WAIT)} if wait else None
+    if params is not None and status is not None:
+        params["status"] = status
     return Call(
         "GET", f"/v1/actions/{segment(action_id)}", ActionDetail.from_json,
         params=params, retryable=True, extra_timeout=min(wait or 0.0, MAX_WAIT),

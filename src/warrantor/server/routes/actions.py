@@ -123,10 +123,19 @@ async def get_action(
     svc: Svc,
     caller: Caller,
     wait: Annotated[float, Query(ge=0, le=60)] = 0,
+    status: Annotated[str | None, Query(max_length=40)] = None,
 ) -> dict[str, Any]:
-    """Action detail; ``?wait=N`` long-polls up to N seconds for a status change."""
+    """Action detail; ``?wait=N`` long-polls up to N seconds for a status change.
+
+    With ``?status=S`` (the status the caller last saw, e.g. ``pending_approval``) the answer
+    comes at once when the action has already left S, so a caller that missed the change
+    never waits for a second one; without it, the wait is for a change from the status the
+    action has when the request arrives."""
+    if status is not None and status not in {s.value for s in Status}:
+        raise ValidationError(f"expected status to be a known action status, got {status!r}",
+                              code="INVALID_FILTER", details={"field": "status"})
     first: dict[str, Any] = await run_in_threadpool(svc.actions.get, caller, action_id)
-    if wait <= 0 or is_terminal(Status(first["status"])):
+    if wait <= 0 or is_terminal(Status(first["status"])) or (status is not None and first["status"] != status):
         return first
     notifier = svc.deps.notifier
     deadline = time.monotonic() + wait
