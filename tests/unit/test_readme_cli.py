@@ -17,10 +17,10 @@ def _synopsis() -> list[str]:
     return [line.strip() for line in block.splitlines() if line.strip()]
 
 
-def _subcommands() -> dict[str, argparse.ArgumentParser]:
-    parser = build_parser()
-    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return dict(action.choices)
+def _subcommands(parser: argparse.ArgumentParser | None = None) -> dict[str, argparse.ArgumentParser]:
+    parser = parser or build_parser()
+    action = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+    return dict(action.choices) if action else {}
 
 
 def test_every_subcommand_is_in_the_readme_and_every_readme_flag_exists() -> None:
@@ -28,13 +28,19 @@ def test_every_subcommand_is_in_the_readme_and_every_readme_flag_exists() -> Non
     commands = _subcommands()
     documented = {line.split()[1] for line in lines if line.startswith("warrantor ")}
     assert documented == set(commands), "README 'Command line' lists exactly the CLI's subcommands"
-    current = ""
+    current: argparse.ArgumentParser | None = None
     for line in lines:
         if line.startswith("warrantor "):
-            current = line.split()[1]
+            words = line.split()
+            current = commands[words[1]]
+            nested = _subcommands(current)  # warrantor policy validate ...: the flags are validate's
+            if nested:
+                assert words[2] in nested, f"README shows {' '.join(words[:3])} which --help does not have"
+                current = nested[words[2]]
+        assert current is not None
         flags = set(re.findall(r"--[a-z][a-z-]*", line))
-        known = {opt for a in commands[current]._actions for opt in a.option_strings}
-        assert flags <= known, f"{current}: README shows {sorted(flags - known)} which --help does not have"
+        known = {opt for a in current._actions for opt in a.option_strings}
+        assert flags <= known, f"{current.prog}: README shows {sorted(flags - known)} which --help does not have"
 
 
 def test_make_targets_in_the_readme_exist() -> None:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Mapping
 from typing import TextIO
 
 from warrantor.demo import demo_bundle
+from warrantor.domain.model import ApiKey, Tenant
 from warrantor.server.app import open_services
 from warrantor.server.settings import Settings
 from warrantor.service.services import Services
@@ -40,16 +42,24 @@ def create_demo(services: Services) -> dict[str, str]:
     The approver comes first: the policy names the groups ``finance-leads`` and
     ``comms-reviewers``, and a bundle whose approvers name nobody is refused at upload.
     """
-    tenant = services.tenancy.create_tenant("Demo Payments")
-    keys = {
-        role: services.tenancy.create_api_key(tenant.id, role, "payments-agent" if role == "agent" else None)[1]
-        for role in ("admin", "agent", "app", "auditor")
-    }
+    tenant, keys = create_tenant_with_keys(
+        services, "Demo Payments", {"admin": None, "agent": "payments-agent", "app": None, "auditor": None}
+    )
     approver = create_demo_approver(services, tenant.id)
     bundle, _ = services.policies.upload(tenant.id, demo_bundle())
     services.policies.activate(tenant.id, bundle.hash, "enforce")
-    return {"tenant_id": tenant.id, "bundle_hash": bundle.hash, **{f"{r}_key": k for r, k in keys.items()},
-            **approver}
+    return {"tenant_id": tenant.id, "bundle_hash": bundle.hash,
+            **{f"{r}_key": secret for r, (_, secret) in keys.items()}, **approver}
+
+
+def create_tenant_with_keys(
+    services: Services, name: str, roles: Mapping[str, str | None]
+) -> tuple[Tenant, dict[str, tuple[ApiKey, str]]]:
+    """A tenant and one API key per role in ``roles`` (role -> the agent a key is bound to,
+    or None). The secrets are returned here only: the store keeps their hashes."""
+    tenant = services.tenancy.create_tenant(name)
+    keys = {role: services.tenancy.create_api_key(tenant.id, role, agent) for role, agent in roles.items()}
+    return tenant, keys
 
 
 def create_demo_approver(services: Services, tenant_id: str) -> dict[str, str]:

@@ -54,7 +54,8 @@ from warrantor.store import Repo, UniqueViolationError
 from warrantor.store.repo import action_values
 
 __all__ = [  # the pipeline's types are re-exported for the extensions that plug into it
-    "Authorizer", "Draft", "FactProvider", "Facts", "GuardStop", "Outcome", "Stage", "WriteGuard",
+    "BUILTIN_STAGES", "Authorizer", "Draft", "FactProvider", "Facts", "GuardStop", "Outcome", "Stage",
+    "WriteGuard", "run_stages",
 ]
 
 _DENY_CODES = {
@@ -86,6 +87,36 @@ class _Sealed:
     outcome: Outcome
     action: Action
     codes: list[ApprovalCode]
+
+
+# The stages every authorizer runs, in order; extensions add theirs before and after.
+BUILTIN_STAGES: tuple[Stage, ...] = (
+    _Bound("detectors", detectors_stage),
+    _Bound("endpoint", endpoint_stage),
+    _Bound("policy", policy_stage),
+)
+
+
+def run_stages(intent: Intent, facts: Facts, stages: list[Stage]) -> Draft:
+    """Run ``stages`` in order on ``intent`` (pure CPU: nothing is read or written); a deny
+    stops the run. Then the shadow bundle, if any, and the caller's own request to hold.
+    ``Authorizer.evaluate`` and ``warrantor policy test`` (the built-in stages alone, with
+    no server state) both decide here."""
+    draft = Draft()
+    for stage in stages:
+        started = time.perf_counter_ns()
+        outcome = stage.run(draft, intent, facts)
+        draft.stages.append(
+            {"name": stage.name, "outcome": outcome,
+             "duration_us": (time.perf_counter_ns() - started) // 1000}
+        )
+        if draft.stopped:
+            break
+    if "shadow" in facts.policies:
+        draft.shadow = shadow_decision(intent, facts.policies["shadow"])
+    if intent.require_approval:
+        draft.hold("request", Effect.REQUIRE_APPROVAL, "REQUESTED_BY_CALLER")
+    return draft
 
 
 def _take_guard_stop(draft: Draft, stop: GuardStop) -> None:
@@ -240,26 +271,7 @@ class Authorizer:
 
     # -- the evaluation stages (pure: nothing is written) -------------------------------
     def evaluate(self, intent: Intent, facts: Facts) -> Draft:
-        draft = Draft()
-        builtin: list[Stage] = [
-            _Bound("detectors", detectors_stage),
-            _Bound("endpoint", endpoint_stage),
-            _Bound("policy", policy_stage),
-        ]
-        for stage in [*self.early_stages, *builtin, *self.late_stages]:
-            started = time.perf_counter_ns()
-            outcome = stage.run(draft, intent, facts)
-            draft.stages.append(
-                {"name": stage.name, "outcome": outcome,
-                 "duration_us": (time.perf_counter_ns() - started) // 1000}
-            )
-            if draft.stopped:
-                break
-        if "shadow" in facts.policies:
-            draft.shadow = shadow_decision(intent, facts.policies["shadow"])
-        if intent.require_approval:
-            draft.hold("request", Effect.REQUIRE_APPROVAL, "REQUESTED_BY_CALLER")
-        return draft
+        return run_stages(intent, facts, [*self.early_stages, *BUILTIN_STAGES, *self.late_stages])
 
     _decide = staticmethod(decide)
 
