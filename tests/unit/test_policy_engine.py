@@ -445,3 +445,24 @@ def test_evaluation_hash_depends_on_bundle_input_and_outcome() -> None:
     assert evaluation_hash("h", inp, PolicyDecision("deny", (r1, r2))) == evaluation_hash(
         "h", inp, PolicyDecision("deny", (r2, r1))
     )
+
+
+def test_a_forbid_on_an_action_group_applies_to_its_members() -> None:
+    """Regression: the engine once evaluated without the schema's action entities, so a
+    forbid on a group never matched a member, and the action was allowed (fail open)."""
+    schema = """
+entity Agent; entity Resource;
+type Ctx = { payload: {}, details: String, scope: String, endpoint_host: String, labels: Set<String>,
+             agent_version: String, model_id: String, model_version: String };
+action payments;
+action outgoing in [payments];
+action wire_transfer in [outgoing] appliesTo { principal: [Agent], resource: [Resource], context: Ctx };
+action refund appliesTo { principal: [Agent], resource: [Resource], context: Ctx };
+"""
+    cedar = ('@id("allow") @effect("allow") @reason("OK") permit (principal, action, resource);\n'
+             '@id("no-payments") @effect("deny") @reason("FROZEN") '
+             'forbid (principal, action in Action::"payments", resource);\n')
+    engine = PolicyEngine(parse_bundle({"cedar": cedar, "schema": schema, "config": {}}))
+    denied = decide("wire_transfer", {}, engine)
+    assert denied.effect == "deny" and [r.id for r in denied.deciding_rules] == ["no-payments"]
+    assert decide("refund", {}, engine).effect == "allow"

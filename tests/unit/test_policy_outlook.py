@@ -112,12 +112,11 @@ def test_an_action_list_applies_to_its_members_only() -> None:
     assert summary(outlook_of(cedar, PAY)) == ("allow", True, ["allow"], {"allow-all": False})
 
 
-def test_an_action_group_may_apply_to_its_members() -> None:
-    """The engine does not resolve action groups today; the outlook must not claim they
-    never apply, so it reports them as conditional for the schema's members."""
+def test_an_action_group_applies_to_its_members() -> None:
+    """The engine evaluates with the schema's action hierarchy, so a rule on a group
+    certainly applies to every member (and the gateway hides a tool denied that way)."""
     cedar = ALLOW_ALL + forbid("files-denied", "deny", 'principal, action in Action::"files", resource')
-    assert summary(outlook_of(cedar, DELETE)) == (
-        "allow", False, ["deny", "allow"], {"files-denied": True, "allow-all": False})
+    assert summary(outlook_of(cedar, DELETE)) == ("deny", True, ["deny"], {"files-denied": False, "allow-all": False})
     assert summary(outlook_of(cedar, PAY))[:3] == ("allow", True, ["allow"])
 
 

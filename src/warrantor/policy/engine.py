@@ -125,7 +125,10 @@ class PolicyEngine:
         self.bundle = bundle
         self._policies = cedarpy.PolicySet.from_str(_all_permit(bundle.cedar))
         self._schema = cedar_schema(bundle.schema)
-        self._entities = cedarpy.Entities.from_json_str("[]")
+        # Built with the schema, so the schema's action entities and their groups are
+        # present: without them `action in Action::"group"` never matched a member and a
+        # forbid written that way silently did nothing (fail open).
+        self._entities = cedarpy.Entities.from_json_str("[]", self._schema)
         self._info = {p.cedar_id: p for p in bundle.policies}
         self._names = {p.cedar_id: p.id for p in bundle.policies}
 

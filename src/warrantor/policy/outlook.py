@@ -7,7 +7,8 @@ module reads a bundle statically, once, into a :class:`BundleOutlook` that answe
 
 **What applies.** The engine evaluates the principal ``Agent::"<agent_id>"``, the action
 ``Action::"<action_type>"`` and a resource that depends on the request
-(:mod:`warrantor.policy.normalize`), with no entity hierarchy. Each policy's scope is read
+(:mod:`warrantor.policy.normalize`), with the schema's action hierarchy and no other
+entities. Each policy's scope is read
 from Cedar's JSON form of its head (:func:`warrantor.policy.bundle.policy_heads`) and
 matched to one of three answers, :class:`Match`:
 
@@ -16,9 +17,8 @@ matched to one of three answers, :class:`Match`:
   ``is`` another type never apply; any other ``in`` *may* apply (an entity hierarchy could
   place the agent there);
 - action: unconstrained applies; ``==`` or ``in`` naming ``Action::"<T>"`` applies;
-  ``in`` an action group that the schema puts ``T`` in *may* apply (the engine loads no
-  hierarchy today, so it does not, but a bundle meaning it must not be reported as never
-  applying); anything else never applies;
+  ``in`` an action group that the schema puts ``T`` in (transitively) applies, as the
+  engine evaluates with the schema's action entities; anything else never applies;
 - resource: unconstrained or ``is Resource`` applies; ``is`` or ``==`` another type never
   applies; any other constraint *may* apply (the resource comes with the request);
 - a ``when`` or ``unless`` clause makes the policy *may* apply, whatever it says.
@@ -171,7 +171,7 @@ class BundleOutlook:
             consider(rule, Match.APPLIES)
         for group in groups:
             for rule in self._by_group.get(group, ()):
-                consider(rule, Match.MAYBE)
+                consider(rule, Match.APPLIES)
         return _decide(action_type, found.values())
 
 
