@@ -38,10 +38,16 @@ _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")
 
 
 def _b64decode(text: str, what: str) -> bytes:
+    """Strict standard base64: the one canonical encoding only. Lenient decoders ignore the
+    unused low bits of the last character, so several texts decode to the same bytes; a
+    note or checkpoint must have exactly one spelling, or a changed byte could go unseen."""
     try:
-        return base64.b64decode(text, validate=True)
+        raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ValueError(f"expected standard base64 for the {what}, got {text[:16]!r}") from exc
+    if base64.b64encode(raw).decode("ascii") != text:
+        raise ValueError(f"expected canonical base64 for the {what} (unused bits must be zero), got {text[:16]!r}")
+    return raw
 
 
 def _check_key_name(name: str) -> None:
