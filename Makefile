@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
-	$(PIP) install --quiet -e '.[server,postgres,mcp,test]'
+	$(PIP) install --quiet -e '.[server,postgres,mcp,openai-agents,langgraph,pydantic-ai,test]'
 	touch $@
 
 install: $(VENV)/.installed
