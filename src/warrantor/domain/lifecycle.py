@@ -9,6 +9,11 @@ Rules (docs/architecture.md):
   (``CONFIRM`` / ``DENY_BY_USER``), or by the clock (``EXPIRE``).
 - Only ``authorized`` and ``approved`` actions may run; reporting the outcome
   (``NOTARIZE_*``) ends them. ``uncertain`` waits for a later report that resolves it.
+- Warrantor runs an ``http.request`` itself (``POST /v1/actions/{id}/execute``,
+  docs/execute.md): ``EXECUTE`` claims the action (``executing``), and only Warrantor's
+  own result (``EXECUTED_*``) moves it on. ``executing`` accepts no report, no second
+  execution and no expiry; an execution that never reports back (a crash mid-flight) is
+  ``EXECUTED_UNKNOWN``: ``uncertain``, never runnable again.
 - An ``authorized`` or ``approved`` action whose warrant lapsed unexecuted ``EXPIRE``\\ s.
 - Terminal states accept no event at all. Each terminal state mints exactly one receipt.
 
@@ -28,6 +33,7 @@ class Status(StrEnum):
     PENDING_APPROVAL = "pending_approval"
     PENDING_CONFIRMATION = "pending_confirmation"
     APPROVED = "approved"
+    EXECUTING = "executing"
     UNCERTAIN = "uncertain"
     DENIED = "denied"
     DENIED_BY_HUMAN = "denied_by_human"
@@ -48,6 +54,10 @@ class Event(StrEnum):
     NOTARIZE_FAILED = "notarize_failed"
     NOTARIZE_DIVERGED = "notarize_diverged"
     NOTARIZE_UNKNOWN = "notarize_unknown"
+    EXECUTE = "execute"
+    EXECUTED_COMPLETED = "executed_completed"
+    EXECUTED_FAILED = "executed_failed"
+    EXECUTED_UNKNOWN = "executed_unknown"
 
 
 INITIAL_STATES: frozenset[Status] = frozenset(
@@ -84,6 +94,11 @@ TRANSITIONS: dict[tuple[Status, Event], Status] = {
     (Status.APPROVED, Event.EXPIRE): Status.EXPIRED,
     **{(Status.AUTHORIZED, event): target for event, target in _EXECUTION_OUTCOMES.items()},
     **{(Status.APPROVED, event): target for event, target in _EXECUTION_OUTCOMES.items()},
+    (Status.AUTHORIZED, Event.EXECUTE): Status.EXECUTING,
+    (Status.APPROVED, Event.EXECUTE): Status.EXECUTING,
+    (Status.EXECUTING, Event.EXECUTED_COMPLETED): Status.NOTARIZED,
+    (Status.EXECUTING, Event.EXECUTED_FAILED): Status.FAILED,
+    (Status.EXECUTING, Event.EXECUTED_UNKNOWN): Status.UNCERTAIN,
     # An uncertain outcome is resolved by a later report; it cannot stay unknown twice.
     **{
         (Status.UNCERTAIN, event): target

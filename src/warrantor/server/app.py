@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -23,6 +24,8 @@ from warrantor.server.metrics import Metrics
 from warrantor.server.middleware import RequestContext
 from warrantor.server.settings import Settings
 from warrantor.service.context import Limits
+from warrantor.service.execute_http import ExecuteConfig, parse_networks
+from warrantor.service.execute_secrets import load_injector
 from warrantor.service.notify import DevMailer, Mailer, SmtpMailer
 from warrantor.service.services import Services, build_services
 from warrantor.service.transparency import LogConfig
@@ -88,6 +91,7 @@ def open_services(settings: Settings, *, mailer: Mailer | None = None, **kwargs:
         clock_skew_seconds=settings.clock_skew_seconds,
         public_url=settings.effective_public_url,
     )
+    kwargs.setdefault("execute", execute_config(settings))
     kwargs.setdefault("log_config", LogConfig(
         origin=settings.log_origin, integrate_interval_ms=settings.integrate_interval_ms,
         tsa_url=settings.tsa_url, tsa_root_cert=settings.tsa_root_cert,
@@ -95,6 +99,19 @@ def open_services(settings: Settings, *, mailer: Mailer | None = None, **kwargs:
         scrub_interval_seconds=settings.log_scrub_seconds,
     ))
     return build_services(store, settings.data_dir, mailer=mailer, limits=limits, **kwargs)
+
+
+def execute_config(settings: Settings) -> ExecuteConfig:
+    """The executor's settings; the secrets file's ``value_env`` names are read from the
+    environment here, once (docs/execute.md)."""
+    return ExecuteConfig(
+        connect_timeout=settings.execute_connect_timeout_seconds,
+        read_timeout=settings.execute_read_timeout_seconds,
+        deadline=settings.execute_deadline_seconds,
+        max_response_bytes=settings.execute_max_response_bytes,
+        allow_private=parse_networks(settings.execute_allow_private),
+        secrets=load_injector(settings.execute_secrets, os.environ),
+    )
 
 
 def create_app(settings: Settings, *, services: Services | None = None) -> FastAPI:

@@ -40,6 +40,13 @@ class Settings:
     tsa_root_cert: Path | None = None  # PEM root of the external TSA at tsa_url
     witness_keys: str | None = None  # comma-separated C2SP cosigner vkeys of trusted witnesses
     timestamp_receipts: bool = False
+    # POST /v1/actions/{id}/execute (docs/execute.md)
+    execute_secrets: Path | None = None  # YAML: URL prefixes -> headers to inject
+    execute_allow_private: str | None = None  # comma-separated networks the executor may reach
+    execute_connect_timeout_seconds: float = 5.0
+    execute_read_timeout_seconds: float = 10.0
+    execute_deadline_seconds: float = 30.0
+    execute_max_response_bytes: int = 1_048_576
     demo: bool = False
 
     def __post_init__(self) -> None:

@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -207,8 +208,15 @@ class ExpirySweeper:
 
     def __init__(self, deps: Deps) -> None:
         self._d = deps
+        self.also: list[Callable[[], int]] = []  # further sweeps (lost executions), same schedule
 
     def sweep(self) -> int:
+        done = self._expire_due()
+        for extra in self.also:
+            done += extra()
+        return done
+
+    def _expire_due(self) -> int:
         now = self._d.clock.now()
         with self._d.store.read() as repo:
             due = repo.due_for_expiry(now, self._d.limits.notarize_grace_seconds)

@@ -12,6 +12,8 @@ from warrantor.service.approvers import ApproverDirectory
 from warrantor.service.authorize import Authorizer
 from warrantor.service.confirm_execution import ExecutionConfirmer
 from warrantor.service.context import Deps, Limits
+from warrantor.service.execute import Executor
+from warrantor.service.execute_http import ExecuteConfig
 from warrantor.service.grants import Grants
 from warrantor.service.grants import install as install_grants
 from warrantor.service.invitations import Invitations
@@ -48,6 +50,7 @@ class Services:
     grants: Grants
     webhooks: Webhooks
     webhook_dispatcher: WebhookDispatcher
+    executor: Executor
 
     @property
     def store(self) -> Store:
@@ -68,6 +71,7 @@ def build_services(
     mailer: Mailer | None = None,
     limits: Limits | None = None,
     log_config: LogConfig | None = None,
+    execute: ExecuteConfig | None = None,
 ) -> Services:
     clock = clock or SystemClock()
     ids = ids or RandomIds()
@@ -91,6 +95,9 @@ def build_services(
     approvals = Approvals(deps)
     users = Users(deps, approvals)
     transparency, integrator = build_log(store, data_dir, keyring, clock, log_config or LogConfig())
+    executor = Executor(deps, policies, execute or ExecuteConfig())
+    sweeper = ExpirySweeper(deps)
+    sweeper.also.append(executor.recover_lost)  # executions that died mid-flight become uncertain
     return Services(
         deps=deps,
         tenancy=Tenancy(deps),
@@ -101,7 +108,7 @@ def build_services(
         directory=ApproverDirectory(deps),
         notarizer=Notarizer(deps),
         actions=Actions(deps),
-        sweeper=ExpirySweeper(deps),
+        sweeper=sweeper,
         transparency=transparency,
         integrator=integrator,
         confirmer=ExecutionConfirmer(deps),
@@ -110,4 +117,5 @@ def build_services(
         grants=grants,
         webhooks=Webhooks(deps),
         webhook_dispatcher=WebhookDispatcher(deps),
+        executor=executor,
     )

@@ -15,6 +15,7 @@ from warrantor.errors import ValidationError
 from warrantor.policy.detectors import strongest
 from warrantor.policy.endpoints import EndpointError, TLSPinMismatchError, check_pin, parse_endpoint
 from warrantor.policy.engine import PolicyDecision, evaluation_hash
+from warrantor.policy.http_request import HTTP_ACTION, cedar_payload, explicitly_allowed, parse_http_request
 from warrantor.policy.normalize import PolicyInput, build_input
 from warrantor.service.intent import Intent
 from warrantor.service.pipeline import Draft, Facts
@@ -37,9 +38,15 @@ def detectors_stage(draft: Draft, intent: Intent, facts: Facts) -> str:
 
 def endpoint_stage(draft: Draft, intent: Intent, facts: Facts) -> str:
     enforce = facts.enforce
+    # A request Warrantor may send itself (docs/execute.md): its shape is checked first (422
+    # INVALID_HTTP_REQUEST), and only a host the allowlist names for it explicitly passes.
+    http = parse_http_request(intent.payload, intent.endpoint_url) if intent.action_type == HTTP_ACTION else None
     if enforce is None or intent.endpoint_url is None:
         return "skipped"
-    verdict = enforce.compiled.endpoints.check(intent.action_type, intent.endpoint_url)
+    if http is not None:
+        verdict = explicitly_allowed(enforce.compiled.endpoints, http)
+    else:
+        verdict = enforce.compiled.endpoints.check(intent.action_type, intent.endpoint_url)
     if not verdict.allowed:
         draft.hold("endpoint", Effect.DENY, verdict.reason or "ENDPOINT_NOT_ALLOWED")
         return "deny"
@@ -85,11 +92,14 @@ def policy_stage(draft: Draft, intent: Intent, facts: Facts) -> str:
 
 
 def decide(intent: Intent, active: ActivePolicy) -> tuple[PolicyDecision, PolicyInput]:
+    payload = intent.payload or {}
+    if intent.action_type == HTTP_ACTION:  # Cedar sees a fixed, typed view of the request
+        payload = cedar_payload(parse_http_request(intent.payload, intent.endpoint_url))
     try:
         inp = build_input(
             agent_id=intent.agent_id,
             action_type=intent.action_type,
-            payload=intent.payload or {},
+            payload=payload,
             details=intent.details,
             scope=intent.scope or "",
             resource=intent.resource,

@@ -18,6 +18,7 @@ STATUS_TONES = {
     "pending_approval": "amber",
     "pending_confirmation": "amber",
     "uncertain": "amber",
+    "executing": "amber",
     "denied": "red",
     "denied_by_human": "red",
     "denied_by_user": "red",
