@@ -31,7 +31,8 @@ Each call goes through four SDK hooks, in the SDK's order:
 
 ``settle(state)`` waits (up to ``timeout``) for Warrantor's decision on each held call of
 the state and applies it: ``state.approve(item)`` when approved, ``state.reject(item,
-rejection_message=...)`` when denied or expired; still pending calls stay interrupted.
+rejection_message=...)`` when denied or expired; calls still pending, or whose state
+Warrantor could not report, stay interrupted.
 Approving an item without Warrantor does not run it: the input guardrail asks Warrantor.
 
 Per-call state lives in this object, in this process: resume a run with the same
@@ -141,13 +142,18 @@ class WarrantorTools:
             call = self._calls.get(item.call_id or "")
             if call is None or call.tool != item.tool_name or call.decision.action_id is None:
                 continue
-            if call.decision.held:
-                call.decision = await self.gate.await_decision(call.decision.action_id, timeout)
-            if call.decision.allowed:
+            decision = call.decision
+            if decision.held:
+                decision = await self.gate.await_decision(decision.action_id or "", timeout)
+            if decision.status == "unavailable":
+                decisions.append(decision)      # Warrantor did not answer: the call stays held
+                continue
+            call.decision = decision
+            if decision.allowed:
                 state.approve(item)
-            elif call.decision.refused:
-                state.reject(item, rejection_message=call.decision.message)
-            decisions.append(call.decision)
+            elif decision.refused:
+                state.reject(item, rejection_message=decision.message)
+            decisions.append(decision)
         return decisions
 
     # -- the SDK's hooks ---------------------------------------------------------------
