@@ -51,6 +51,7 @@ class BundleDir:
     config_file: Path | None
     raw: dict[str, Any]
     problems: list[dict[str, Any]] = field(default_factory=list)  # layout problems, located
+    hints: list[dict[str, Any]] = field(default_factory=list)  # what a problem in the joined text may come from
 
     @property
     def files(self) -> list[Path]:
@@ -135,13 +136,35 @@ def read_bundle_dir(root: Path) -> BundleDir:
         sources.append(CedarSource(path, line))
         chunks.append(text)
         line += text.count("\n")
+    hints = [h for path in cedar_paths if len(cedar_paths) > 1 and (h := _unterminated(path, texts.get(path, "")))]
     schema = schemas[0] if len(schemas) == 1 else None
     raw: dict[str, Any] = {
         "cedar": "".join(chunks),
         "schema": texts.get(schema, "") if schema else "",
         "config": texts.get(config, "{}") if config else {},
     }
-    return BundleDir(root, sources, schema, config, raw, problems)
+    return BundleDir(root, sources, schema, config, raw, problems, hints)
+
+
+def _unterminated(path: Path, text: str) -> dict[str, Any] | None:
+    """A file whose last policy lacks its ``;``: Cedar reads the next file as the rest of
+    that policy, so the error it reports lands in the next file."""
+    from warrantor.policy._scan import ScanError, line_col, scan
+    from warrantor.policy.bundle import MAX_NESTING
+
+    try:
+        statements = scan(text, max_depth=MAX_NESTING)
+    except ScanError:
+        return None  # reported with its position by the bundle's own checks
+    if not statements or statements[-1].terminated:
+        return None
+    line, column = line_col(text, statements[-1].start)
+    return {"file": str(path), "line": line, "column": column,
+            "message": "this file's last policy has no ';', so the next file is read as its continuation"}
+
+
+def format_hint(hint: dict[str, Any]) -> str:
+    return f"hint: {hint['file']}:{hint['line']}:{hint['column']}: {hint['message']}"
 
 
 def format_problem(problem: dict[str, Any]) -> str:

@@ -442,7 +442,7 @@ def _tell(args: argparse.Namespace, url: str, admin_key: str, approver: SessionA
                     _print_step(n, step)
                 bar.step(key)
     except (ApiError, WarrantorError) as exc:
-        return _failed(args, f"set-up failed: {exc}", steps)
+        return _failed(args, f"set-up failed: {_explain(exc)}", steps)
     finally:
         story.clean_up()
     ok = len(steps) == len(STEPS) and all(s.ok for s in steps)
@@ -459,6 +459,18 @@ def _tell(args: argparse.Namespace, url: str, admin_key: str, approver: SessionA
         print(f"\n{passed} of {len(STEPS)} steps behaved as expected, every receipt verified offline."
               if ok else f"\n{passed} of {len(STEPS)} steps behaved as expected.")
     return EXIT_OK if ok else EXIT_FAILED
+
+
+def _explain(exc: Exception) -> str:
+    body = exc.body if isinstance(exc, ApiError) else None
+    problems = body.get("details", {}).get("problems") if isinstance(body, dict) else None
+    if not problems:
+        return str(exc)
+    listed = "; ".join(f"{p.get('message')} ({p.get('code', 'POLICY_INVALID')})" for p in problems)
+    hint = (" The demo's bundle names the approver groups finance-leads and comms-reviewers: the tenant needs a "
+            "console user in each (the demo tenant of `warrantor serve --demo` has one)."
+            if any(p.get("code") == "APPROVER_UNKNOWN" for p in problems) else "")
+    return f"the server refused the demo's bundle: {listed}.{hint}"
 
 
 def _print_step(n: int, step: Step) -> None:

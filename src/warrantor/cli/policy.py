@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from warrantor.cli.bundle_dir import BundleDir, BundleDirError, format_problem, read_bundle_dir
+from warrantor.cli.bundle_dir import BundleDir, BundleDirError, format_hint, format_problem, read_bundle_dir
 from warrantor.cli.progress import Progress
 
 if TYPE_CHECKING:
@@ -86,9 +86,12 @@ def _usage(args: argparse.Namespace, message: str) -> int:
     return EXIT_USAGE
 
 
-def _print_problems(problems: list[dict[str, Any]], files: int) -> None:
+def _print_problems(problems: list[dict[str, Any]], bundle_dir: BundleDir) -> None:
     for problem in problems:
         print(format_problem(problem))
+    for hint in bundle_dir.hints:
+        print(format_hint(hint))
+    files = len(bundle_dir.files)
     print(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in the bundle ({files} file"
           f"{'s' if files != 1 else ''} read)")
 
@@ -105,9 +108,10 @@ def validate(args: argparse.Namespace) -> int:
     files = [str(p) for p in bundle_dir.files]
     if compiled is None:
         if args.json:
-            _emit({"ok": False, "dir": str(args.dir), "files": files, "problems": problems})
+            _emit({"ok": False, "dir": str(args.dir), "files": files, "problems": problems,
+                   "hints": bundle_dir.hints})
         else:
-            _print_problems(problems, len(files))
+            _print_problems(problems, bundle_dir)
         return EXIT_PROBLEMS
     bundle = compiled.bundle
     located = [(p, bundle_dir.policy_location(p.line)) for p in bundle.policies]
@@ -239,10 +243,11 @@ def test(args: argparse.Namespace) -> int:
         return _usage(args, str(exc))
     if compiled is None:
         if args.json:
-            _emit({"ok": False, "dir": str(args.dir), "problems": problems, "cases": []})
+            _emit({"ok": False, "dir": str(args.dir), "problems": problems, "hints": bundle_dir.hints,
+                   "cases": []})
         else:
             print(f"{args.dir}: the bundle is invalid, no case was run")
-            _print_problems(problems, len(bundle_dir.files))
+            _print_problems(problems, bundle_dir)
         return EXIT_PROBLEMS
     results = []
     with Progress(len(cases), "policy test") as bar:
@@ -370,10 +375,11 @@ def _upload_and_replay(args: argparse.Namespace, bundle_dir: BundleDir) -> tuple
 
 def _refused(args: argparse.Namespace, bundle_dir: BundleDir, problems: list[dict[str, Any]], why: str) -> int:
     if args.json:
-        _emit({"ok": False, "dir": str(args.dir), "error": why, "problems": problems})
+        _emit({"ok": False, "dir": str(args.dir), "error": why, "problems": problems,
+               "hints": bundle_dir.hints})
     else:
         print(f"{args.dir}: {why}")
-        _print_problems(problems, len(bundle_dir.files))
+        _print_problems(problems, bundle_dir)
     return EXIT_PROBLEMS
 
 
@@ -401,7 +407,7 @@ def _print_simulation(args: argparse.Namespace, uploaded: dict[str, Any], report
             print(f"  {transition.replace('->', ' -> '):<34} {n}")
         print()
         rows = [(c["action_id"], _rule_text(c["old"]), _rule_text(c["new"])) for c in report["changes"]]
-        head = ("ACTION", "NOW", "WITH THIS BUNDLE")
+        head = ("ACTION", "RECORDED", "WITH THIS BUNDLE")
         widths = [max(len(r[i]) for r in [head, *rows]) for i in range(2)]
         for row in [head, *rows]:
             print(f"  {row[0].ljust(widths[0])}  {row[1].ljust(widths[1])}  {row[2]}")
