@@ -8,9 +8,11 @@ it from, or to learn the injected secret.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
+import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,17 +20,20 @@ from typing import Any
 
 import httpx
 import pytest
-from execute_upstream import HUGE_BYTES, Upstream, upstream
 
+from execute_upstream import HUGE_BYTES, Upstream, leaf_for_127, make_ca, serve_certificate, upstream
 from support import Env, bearer, free_port, make_env
+from warrantor.client import AsyncClient, Client, ExecuteResult
 from warrantor.demo import demo_bundle
+from warrantor.errors import InvalidTransitionError
 from warrantor.evidence.canonical import digest
 from warrantor.evidence.dsse import Envelope
+from warrantor.service.execute_http import ExecuteConfig, parse_networks
 from warrantor.verify.cli import main as verify_main
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "http"
-SECRET = "s3cr3t-upstream-token-0123456789"  # noqa: S105 - a test value, the point of the test
+SECRET = "s3cr3t-upstream-token-0123456789"
 AGENT = "payments-agent"  # the demo agent key's agent
 LOCAL = "127.0.0.1/32"
 
@@ -182,12 +187,12 @@ def test_the_payload_must_be_exactly_an_http_request(env: Env, up: Upstream) -> 
         (request(f"{up.base}/a%2Fb"), "payload.url"),
         (request(f"http://user:pw@127.0.0.1:{up.port}/ok"), "payload.url"),
         (request(f"{up.base}/ok#frag"), "payload.url"),
-        (request(f"file:///etc/passwd"), "payload.url"),
+        (request("file:///etc/passwd"), "payload.url"),
         (request(f"gopher://127.0.0.1:{up.port}/"), "payload.url"),
         ({**request(url), "payload": {"method": "GET", "url": url, "extra": 1}}, "payload.extra"),
     ]
-    for body, field in cases:
-        body = {k: v for k, v in body.items() if v is not None}
+    for case, field in cases:
+        body = {k: v for k, v in case.items() if v is not None}
         r = env.authorize(**body)
         assert r.status_code == 422 and r.json()["code"] == "INVALID_HTTP_REQUEST", (body, r.text)
         assert r.json()["details"]["field"] == field, (body, r.json())
@@ -342,7 +347,7 @@ def test_loopback_is_refused_without_the_private_allowance(
         assert up.seen == []
 
 
-def test_plain_http_to_a_network_not_excepted_is_refused(
+def test_a_loopback_address_outside_the_exceptions_is_refused(
         tmp_path: Path, up: Upstream, monkeypatch: pytest.MonkeyPatch) -> None:
     """127.0.0.2 is loopback but not in the exception list: refused as an address."""
     monkeypatch.setenv("TEST_UPSTREAM_TOKEN", SECRET)
@@ -363,6 +368,55 @@ def test_redirects_are_not_followed_to_another_host_or_the_same_one(env: Env, up
         out = execute(env, authorized(env, f"{up.base}/redirect")).json()
         assert out["status"] == "failed" and up.paths() == ["/redirect", "/redirect"]
         assert predicate(out["receipt"]["envelope"])["evidence_grade"] == "witnessed"
+
+
+# -- TLS: the certificate is verified, and pins are checked on the very connection ------------------
+def test_tls_pins_are_checked_on_the_connection_that_would_carry_the_request(tmp_path: Path) -> None:
+    ca = make_ca()
+    (tmp_path / "ca.pem").write_bytes(ca[2])
+    genuine, impostor = leaf_for_127(ca), leaf_for_127(ca)  # both valid for 127.0.0.1, one pinned
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    serve_certificate(server_tls, genuine, tmp_path)
+    trusting = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+    config = ExecuteConfig(allow_private=parse_networks(LOCAL), ssl_context=trusting)
+    with upstream(server_tls) as tls_up, make_env(tmp_path, services_kwargs={"execute": config}) as env:
+        bundle = http_bundle(["127.0.0.1"])
+        bundle["config"]["endpoints"]["pins"] = {"127.0.0.1": [genuine.sha256]}
+        activate(env, bundle)
+        action_id = authorized(env, f"{tls_up.base}/ok")  # the pin held at authorize
+        serve_certificate(server_tls, impostor, tmp_path)  # then someone else answers
+        out = execute(env, action_id).json()
+        assert out["status"] == "failed" and out["error"]["code"] == "ENDPOINT_TLS_MISMATCH", out
+        assert tls_up.seen == [], "a byte of the request reached the impostor"
+        assert predicate(out["receipt"]["envelope"])["reason_code"] == "ENDPOINT_TLS_MISMATCH"
+        serve_certificate(server_tls, genuine, tmp_path)
+        out = execute(env, authorized(env, f"{tls_up.base}/ok")).json()
+        assert out["status"] == "notarized" and len(tls_up.seen) == 1, out
+
+
+def test_an_untrusted_certificate_fails_before_anything_is_sent(env: Env, tmp_path: Path) -> None:
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    serve_certificate(server_tls, leaf_for_127(make_ca()), tmp_path)
+    with upstream(server_tls) as tls_up:
+        out = execute(env, authorized(env, f"{tls_up.base}/ok")).json()
+        assert out["status"] == "failed" and out["error"]["code"] == "EXECUTE_CONNECTION_FAILED", out
+        assert tls_up.seen == []
+
+
+def test_an_unreadable_secret_refuses_the_execution_and_sends_nothing(
+        tmp_path: Path, up: Upstream) -> None:
+    key = tmp_path / "upstream.key"
+    key.write_text(SECRET)
+    secrets = tmp_path / "secrets.yaml"
+    secrets.write_text(f"inject:\n  - url_prefix: {up.base}/\n    headers:\n      X-Api-Key: {{value_file: {key}}}\n")
+    for env in _env(tmp_path, up, execute_secrets=secrets):
+        first = execute(env, authorized(env, f"{up.base}/ok")).json()
+        assert first["status"] == "notarized" and up.seen[0].headers["x-api-key"] == SECRET
+        key.unlink()  # gone (rotated badly, unmounted)
+        action_id = authorized(env, f"{up.base}/ok")
+        r = execute(env, action_id)
+        assert r.status_code == 503 and r.json()["code"] == "EXECUTE_SECRET_UNAVAILABLE", r.text
+        assert SECRET not in r.text and len(up.seen) == 1 and status(env, action_id) == "authorized"
 
 
 # -- what happened, when it went wrong -----------------------------------------------------------
@@ -425,3 +479,43 @@ def test_the_witnessed_receipt_verifies_offline(env: Env, up: Upstream, tmp_path
     for check in ("signature", "key_validity", "subject_digest", "inclusion", "checkpoint_signature", "timestamp"):
         assert f"PASS  {check}" in text.getvalue(), text.getvalue()
     assert predicate(bundle.json()["envelope"])["witness"]["executor"] == "warrantor-http"
+
+
+# -- the SDK ------------------------------------------------------------------------------------
+def _forwarding(env: Env) -> httpx.MockTransport:
+    """A transport that hands each request to the real app."""
+    def handle(req: httpx.Request) -> httpx.Response:
+        r = env.client.request(req.method, req.url.raw_path.decode(), content=req.content,
+                               headers={k: v for k, v in req.headers.items() if k.lower() != "host"})
+        headers = {k: v for k, v in r.headers.items() if k.lower() not in ("content-encoding", "content-length")}
+        return httpx.Response(r.status_code, headers=headers, content=r.content)
+
+    return httpx.MockTransport(handle)
+
+
+def test_the_sdk_executes_and_a_second_call_raises_the_conflict(env: Env, up: Upstream) -> None:
+    with Client("http://warrantor.test", env.keys["agent"], transport=_forwarding(env)) as wr:
+        auth = wr.authorize("http.request", details="create", endpoint_url=f"{up.base}/created",
+                            payload={"method": "POST", "url": f"{up.base}/created", "body": "hello"},
+                            instruction_hash="sha256:" + "ab" * 32)
+        result = wr.execute(auth.action_id)
+        assert (result.status, result.status_code, result.evidence_grade) == ("notarized", 201, "witnessed")
+        assert result.receipt_id and result.witness["executor"] == "warrantor-http"
+        with pytest.raises(InvalidTransitionError):
+            wr.execute(auth.action_id)
+    assert [s.body for s in up.seen] == [b"hello"]
+    assert up.seen[0].headers["content-type"] == "text/plain; charset=utf-8"
+
+
+def test_the_async_sdk_executes(env: Env, up: Upstream) -> None:
+    async def scenario() -> ExecuteResult:
+        transport = httpx.ASGITransport(app=env.client.app)
+        async with AsyncClient("http://warrantor.test", env.keys["agent"], transport=transport) as wr:
+            auth = await wr.authorize("http.request", endpoint_url=f"{up.base}/fail",
+                                      payload={"method": "GET", "url": f"{up.base}/fail"},
+                                      instruction_hash="sha256:" + "ab" * 32)
+            return await wr.execute(auth.action_id)
+
+    result = asyncio.run(scenario())
+    assert (result.status, result.status_code) == ("failed", 500)
+    assert result.error == {"code": "UPSTREAM_STATUS", "message": "the upstream answered 500"}

@@ -33,7 +33,7 @@ Handler = Callable[[httpx.Request], httpx.Response]
 def test_public_names_are_pinned() -> None:
     assert sorted(warrantor.client.__all__) == [
         "ActionDetail", "ActionPage", "ApprovalResult", "ApprovalTimeoutError", "AsyncClient",
-        "Authorization", "Client", "IntentFields", "NotarizeResult", "TransportError",
+        "Authorization", "Client", "ExecuteResult", "IntentFields", "NotarizeResult", "TransportError",
     ]
     for name in warrantor.client.__all__:
         assert getattr(warrantor.client, name).__module__.startswith("warrantor.client")

@@ -25,6 +25,7 @@ from warrantor.client._models import (
     ActionPage,
     ApprovalResult,
     Authorization,
+    ExecuteResult,
     NotarizeResult,
 )
 from warrantor.client._sync import Client
@@ -37,6 +38,7 @@ __all__ = [
     "AsyncClient",
     "Authorization",
     "Client",
+    "ExecuteResult",
     "IntentFields",
     "NotarizeResult",
     "TransportError",

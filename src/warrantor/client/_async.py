@@ -35,6 +35,7 @@ from warrantor.client._models import (
     ActionPage,
     ApprovalResult,
     Authorization,
+    ExecuteResult,
     NotarizeResult,
 )
 from warrantor.errors import WarrantorError
@@ -123,6 +124,14 @@ class AsyncClient:
         """
         call = _calls.notarize(action_id, outcome, outcome_details, executed, usage, evidence_grade, witness)
         return await self._send(call)
+
+    async def execute(self, action_id: str, *, timeout: float | None = None) -> ExecuteResult:
+        """``POST /v1/actions/{id}/execute``: Warrantor sends the ``http.request`` action's request
+        itself, with any secrets the server injects, and notarizes it as witnessed (docs/execute.md).
+        ``timeout``: extra seconds to wait for the answer (default 60). Never retried: after a
+        ``TransportError``, ``get_action`` tells whether it ran (``executing``, ``notarized``, ...).
+        """
+        return await self._send(_calls.execute(action_id, timeout))
 
     async def list_actions(
         self,

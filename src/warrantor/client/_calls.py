@@ -30,6 +30,7 @@ from warrantor.client._models import (
     ActionPage,
     ApprovalResult,
     Authorization,
+    ExecuteResult,
     NotarizeResult,
 )
 from warrantor.errors import WarrantorError
@@ -136,6 +137,16 @@ def notarize(
         if value is not None:
             body[key] = dict(value) if isinstance(value, Mapping) else value
     return Call("POST", f"/v1/actions/{segment(action_id)}/notarize", NotarizeResult.from_json, json=body)
+
+
+EXECUTE_WAIT = 60.0  # the server's default deadline for one execution is 30 s
+
+
+def execute(action_id: str, timeout: float | None) -> Call[ExecuteResult]:
+    """Warrantor sends the action's HTTP request itself; never retried (a repeat is 409, and
+    after a lost answer the action's status says what happened)."""
+    return Call("POST", f"/v1/actions/{segment(action_id)}/execute", ExecuteResult.from_json,
+                extra_timeout=EXECUTE_WAIT if timeout is None else timeout)
 
 
 def list_actions(page: int, per_page: int, filters: Mapping[str, str | None]) -> Call[ActionPage]:

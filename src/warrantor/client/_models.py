@@ -132,6 +132,48 @@ class NotarizeResult:
 
 
 @dataclass(frozen=True)
+class ExecuteResult:
+    """``POST /v1/actions/{id}/execute``: Warrantor sent the action's HTTP request itself.
+
+    ``status`` is ``notarized`` (2xx), ``failed`` (another status, or nothing was sent) or
+    ``uncertain`` (it may have run); ``response`` is the upstream's answer (``status_code``,
+    filtered ``headers``, bounded ``body`` with ``body_encoding``, ``truncated``,
+    ``redacted``) or None when none arrived; ``error`` says what went wrong, if anything.
+    """
+
+    action_id: str
+    status: str
+    evidence_grade: str
+    witness: dict[str, Any]
+    response: dict[str, Any] | None
+    error: dict[str, Any] | None
+    receipt: dict[str, Any] | None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def receipt_id(self) -> str | None:
+        return str(self.receipt["receipt_id"]) if self.receipt else None
+
+    @property
+    def status_code(self) -> int | None:
+        """The upstream's HTTP status, when an answer arrived."""
+        return int(self.response["status_code"]) if self.response else None
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> ExecuteResult:
+        return cls(
+            action_id=str(body["action_id"]),
+            status=str(body["status"]),
+            evidence_grade=str(body["evidence_grade"]),
+            witness=dict(body["witness"]),
+            response=body.get("response"),
+            error=body.get("error"),
+            receipt=body.get("receipt"),
+            raw=body,
+        )
+
+
+@dataclass(frozen=True)
 class ActionPage:
     """One page of ``GET /v1/actions``: summaries plus the pagination block."""
 
