@@ -202,9 +202,9 @@ def evaluate_case(compiled: Compiled, intent_doc: dict[str, Any]) -> dict[str, A
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
         raise UsageError(f"intent.{field}: {first['msg']} (POST /v1/actions would answer 422)") from None
-    needs = [f for f in ("authorization_id", "run_id", "parent_action_id") if getattr(body, f)]
+    needs = [f for f in ("authorization_id", "run_id") if getattr(body, f)]
     if needs:
-        raise UsageError(f"intent.{needs[0]}: needs server state (grants, runs, actions); test it against a server")
+        raise UsageError(f"intent.{needs[0]}: needs server state (a grant, a run); test it against a server")
     intent = intent_from(body)
     facts = Facts("offline", None, {"enforce": ActivePolicy(compiled, "enforce", datetime.now(UTC))})
     try:
