@@ -121,7 +121,8 @@ class ConsoleApprover:
         link = f"{self.url}/console/actions/{action_id}"
         step.say(f"an approver approves: a human in finance-leads, in the console at {link} "
                  f"(the demo waited up to {self.timeout:g} s)")
-        print(f"warrantor demo: waiting up to {self.timeout:g} s for an approver in finance-leads to approve "
+        on_bar = "\n" if sys.stderr.isatty() else ""  # below the progress bar's line, not on it
+        print(f"{on_bar}warrantor demo: waiting up to {self.timeout:g} s for an approver in finance-leads to approve "
               f"{action_id}: {link}", file=sys.stderr)
 
 
