@@ -202,3 +202,18 @@ def test_a_node_re_executed_after_its_tool_ran_does_not_run_it_again(wr: Warrant
     assert bench.sent == [(SMALL, "ACME GmbH")]
     [message] = tool_messages(out)
     assert message.status == "error" and "already ended (notarized)" in message.content
+
+
+def test_arguments_that_break_the_tool_schema_are_refused_before_authorizing(wr: Warrantor) -> None:
+    bench = Bench(wr, SMALL)
+    bench.amount = "lots"  # type: ignore[assignment]
+    before = wr.count()
+
+    async def go() -> Any:
+        async with wr.client() as client:
+            return await start(bench, bench.graph(client))
+
+    out = asyncio.run(go())
+    assert bench.sent == [] and wr.count() == before
+    [message] = tool_messages(out)
+    assert message.status == "error" and "do not fit send_payment" in message.content

@@ -253,3 +253,22 @@ def test_warrantor_unreachable_refuses_the_call(tmp_path: Path) -> None:
     run(go())
     assert bank.sent == []
     assert "could not be reached" in tool_output(model)
+
+
+def test_arguments_that_break_the_tool_schema_are_refused_before_authorizing(wr: Warrantor) -> None:
+    bank = Bank()
+    model = ScriptedModel([
+        [function_call("send_payment", {"amount_minor": "lots", "beneficiary": "ACME GmbH"}, call_id="call_pay")],
+        [assistant_message("done")],
+    ])
+    before = wr.count()
+
+    async def go() -> Any:
+        async with wr.client() as client:
+            tools = WarrantorTools(wr.gate(client))
+            agent = Agent(name="payments", model=model, tools=[tools.tool(bank.send_payment, PAYMENT)])
+            return await Runner.run(agent, "Pay ACME")
+
+    run(go())
+    assert bank.sent == [] and wr.count() == before
+    assert "do not fit send_payment" in tool_output(model)
