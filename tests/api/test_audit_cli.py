@@ -113,6 +113,8 @@ def test_a_swapped_log_key_is_detected_with_pinned_trust(server: Any, tmp_path: 
     doc = json.loads(state.read_text())
     impostor = NoteSigner(doc["trust"]["log"]["origin"], SigningKey.from_seed(b"i" * 32))
     doc["trust"]["log"]["verifier_key"] = impostor.vkey()
+    for form in ("public_key_pem", "jwk", "sslib_keyid"):  # a stale form alone is refused outright
+        doc["trust"]["log"].pop(form)                       # (tests/unit/test_keyforms.py)
     state.write_text(json.dumps(doc))
     assert _audit(url, state) == 1
     assert "FAIL  checkpoint_signature" in capsys.readouterr().out

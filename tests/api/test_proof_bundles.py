@@ -134,7 +134,8 @@ def test_warrant_bundle_and_stateless_verify_endpoint(fast: Env) -> None:
     warrant_id = fast.authorize().json()["warrant_id"]
     doc = _bundle(fast, "warrant", warrant_id, role="agent")
     assert set(doc) == {"envelope", "log"}
-    assert set(doc["log"]) == {"index", "tree_size", "inclusion_proof", "checkpoint", "timestamp_token"}
+    assert set(doc["log"]) == {"index", "tree_size", "inclusion_proof", "checkpoint", "timestamp_token",
+                               "timestamp_response"}
     report = fast.client.post("/v1/verify", json={"bundle": doc}).json()
     assert report["ok"] is True and len(report["checks"]) == 6
     bad = fast.client.post("/v1/verify", json={"bundle": _truncate_proof(doc)}).json()

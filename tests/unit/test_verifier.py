@@ -333,10 +333,14 @@ def test_bundle_json_has_the_documented_shape(world: World) -> None:
         "inclusion_proof",
         "checkpoint",
         "timestamp_token",
+        "timestamp_response",
     }
     trust = world.trust.to_dict()
-    assert set(trust) == {"log", "signing_keys", "tsa"}
-    assert set(trust["signing_keys"][0]) == {"keyid", "public_key", "not_before", "not_after"}
+    assert set(trust) == {"log", "signing_keys", "tsa"}  # no witnesses named: no "witnesses"
+    forms = {"public_key_pem", "jwk", "sslib_keyid"}
+    assert set(trust["signing_keys"][0]) == {"keyid", "public_key", "not_before", "not_after", *forms}
+    assert set(trust["log"]) == {"origin", "verifier_key", *forms}
+    assert set(trust["tsa"]) == {"root_certificate", *forms}
     assert trust["signing_keys"][0]["not_after"] is None
 
 

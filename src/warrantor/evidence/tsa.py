@@ -333,6 +333,13 @@ def _rejection(failure: str, message: str) -> bytes:
     return _der(_TimeStampResp({"status": status}))
 
 
+def response_from_token(token_der: bytes) -> bytes:
+    """The token in a granted TimeStampResp (RFC 3161 2.4.2): ``SEQUENCE { PKIStatusInfo
+    { status granted(0) }, token }``, the form ``openssl ts -verify -in``, rfc3161-client
+    and sigstore bundles read. The status is not signed; the token is the evidence."""
+    return _seq(_GRANTED, token_der)
+
+
 def token_from_response(response_der: bytes) -> bytes:
     """The TimeStampToken of a granted TimeStampResp; ``EvidenceError`` otherwise."""
     try:
@@ -361,7 +368,7 @@ def verify_timestamp(token_der: bytes, data: bytes, root_cert_pem: bytes | str) 
     try:
         info = _check_unsigned_fields(token_der)
         root = cx509.load_pem_x509_certificate(pem)
-        response = decode_timestamp_response(_seq(_GRANTED, token_der))
+        response = decode_timestamp_response(response_from_token(token_der))
         VerifierBuilder().add_root_certificate(root).build().verify_message(response, data)
     except (VerificationError, ValueError, TypeError, KeyError) as exc:
         raise EvidenceError(f"time-stamp token does not verify: {exc}") from exc

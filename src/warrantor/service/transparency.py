@@ -19,7 +19,10 @@ dense indices under the ``log_size`` row lock). This module turns them into evid
   connection) integrates; the others follow.
 - ``Transparency``: the read side: checkpoints (with witness cosignatures), inclusion and
   consistency proofs (RFC 9162), proof bundles, the trust bundle (keys and their signed
-  history from the key ring's files, never from rows), witness cosignatures.
+  history from the key ring's files, never from rows; the witness keys and quorum),
+  witness cosignatures. With a witness quorum, a proof bundle is proven against the
+  newest checkpoint that enough configured witnesses cosigned (409 ``NOT_YET_WITNESSED``
+  while there is none), so the bundle passes the quorum its own trust bundle names.
 
 Not here: the formats (``warrantor.evidence``) and verification (``warrantor.verify``).
 """
@@ -355,12 +358,16 @@ class Transparency:
 
     def __init__(self, store: Store, tree: LogTree, keyring: KeyRing, signer: NoteSigner, origin: str,
                  tsa_root_pem: str | None, witnesses: Sequence[NoteVerifier] = (),
-                 integrator: Integrator | None = None) -> None:
+                 integrator: Integrator | None = None, witness_quorum: int = 0) -> None:
         self._store, self._tree, self._keyring = store, tree, keyring
         self.log_verifier = signer.verifier()
         self.origin = origin
         self.tsa_root_pem = tsa_root_pem
         self.witnesses = tuple(witnesses)
+        if not 0 <= witness_quorum <= len(self.witnesses):
+            raise ValueError(f"expected WARRANTOR_WITNESS_QUORUM between 0 and {len(self.witnesses)} "
+                             f"(the witnesses in WARRANTOR_WITNESS_KEYS), got {witness_quorum}")
+        self.witness_quorum = witness_quorum
         self.integrator = integrator
 
     # -- checkpoints -----------------------------------------------------------------
@@ -410,9 +417,27 @@ class Transparency:
         if ev is None or ev.kind != kind or ev.log_index is None:
             raise NotFoundError(f"no {kind} {evidence_id!r}", code="NOT_FOUND")
         checkpoint = self._wait_for(ev.log_index + 1, wait)
+        if self.witness_quorum:
+            checkpoint = self._witnessed(ev.log_index)
         proof = self._tree.inclusion_proof(ev.log_index, checkpoint.size)
         return ProofBundle(Envelope.from_dict(ev.envelope), ev.log_index, checkpoint.size, tuple(proof),
-                           checkpoint.note, checkpoint.timestamp_token)
+                           self.note_with_cosignatures(checkpoint), checkpoint.timestamp_token)
+
+    def _witnessed(self, log_index: int) -> StoredCheckpoint:
+        """The newest checkpoint covering ``log_index`` that ``witness_quorum`` configured
+        witnesses cosigned (their lines were verified when accepted)."""
+        key_hashes = [w.key_hash.hex() for w in self.witnesses]
+        with self._store.read() as repo:
+            size = rq.newest_cosigned_size(repo, log_index, key_hashes, self.witness_quorum)
+            row = repo.checkpoint(size) if size is not None else None
+        if row is None:
+            raise ConflictError(
+                f"the entry is in a signed checkpoint, but no checkpoint covering it has cosignatures by "
+                f"{self.witness_quorum} of the configured witnesses yet; retry once they have cosigned",
+                code="NOT_YET_WITNESSED", headers={"Retry-After": "5"},
+                details={"log_index": log_index, "witness_quorum": self.witness_quorum},
+            )
+        return StoredCheckpoint.from_row(row)
 
     def _wait_for(self, size: int, wait: float) -> StoredCheckpoint:
         deadline = time.monotonic() + wait
@@ -447,7 +472,8 @@ class Transparency:
     def trust_bundle(self) -> TrustBundle:
         """Keys and their signed history from the key ring's files (never from rows)."""
         keys = tuple(self._keyring.trusted_keys())
-        return TrustBundle(self.origin, self.log_verifier, keys, self.tsa_root_pem, self._keyring.history())
+        return TrustBundle(self.origin, self.log_verifier, keys, self.tsa_root_pem, self._keyring.history(),
+                           self.witnesses, self.witness_quorum)
 
     # -- witnesses -------------------------------------------------------------------
     def add_cosignature(self, size: int, line: str) -> dict[str, Any]:
@@ -477,7 +503,8 @@ class Transparency:
 @dataclass(frozen=True)
 class LogConfig:
     """The log's settings (``WARRANTOR_LOG_ORIGIN``, ``_INTEGRATE_INTERVAL_MS``, ``_TSA_URL``,
-    ``_TSA_ROOT_CERT``, ``_TIMESTAMP_RECEIPTS``, ``_WITNESS_KEYS``, ``_LOG_SCRUB_SECONDS``)."""
+    ``_TSA_ROOT_CERT``, ``_TIMESTAMP_RECEIPTS``, ``_WITNESS_KEYS``, ``_WITNESS_QUORUM``,
+    ``_LOG_SCRUB_SECONDS``)."""
 
     origin: str = "warrantor.local/log"
     integrate_interval_ms: int = 500
@@ -486,6 +513,7 @@ class LogConfig:
     timestamp_receipts: bool = False
     witness_keys: str | None = None
     scrub_interval_seconds: float = 60.0
+    witness_quorum: int = 0
 
 
 def build_log(store: Store, data_dir: Path, keyring: KeyRing, clock: Clock,
@@ -503,7 +531,7 @@ def build_log(store: Store, data_dir: Path, keyring: KeyRing, clock: Clock,
                             timestamp_receipts=config.timestamp_receipts,
                             scrub_interval=config.scrub_interval_seconds)
     transparency = Transparency(store, tree, keyring, signer, config.origin, root,
-                                parse_witness_keys(config.witness_keys), integrator)
+                                parse_witness_keys(config.witness_keys), integrator, config.witness_quorum)
     return transparency, integrator
 
 

@@ -83,6 +83,22 @@ def cosignature_lines(repo: Repo, size: int) -> list[str]:
     return [r[0] for r in rows]
 
 
+def newest_cosigned_size(repo: Repo, log_index: int, key_hashes: list[str], quorum: int) -> int | None:
+    """The largest checkpoint size above ``log_index`` with cosignatures by at least
+    ``quorum`` of the witness keys ``key_hashes`` (hex key IDs), or None."""
+    t = se.checkpoint_cosignatures
+    query = (
+        sa.select(t.c.size)
+        .where(t.c.size > log_index, t.c.key_hash.in_(key_hashes))
+        .group_by(t.c.size)
+        .having(sa.func.count() >= quorum)
+        .order_by(t.c.size.desc())
+        .limit(1)
+    )
+    size = repo.conn.execute(query).scalar()
+    return None if size is None else int(size)
+
+
 # -- execution confirmations ----------------------------------------------------------
 @dataclass(frozen=True)
 class Confirmation:

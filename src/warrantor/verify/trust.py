@@ -6,7 +6,9 @@ bundle, say a server's ``GET /v1/trust`` after a key rotation, is not believed a
 - its signing keys are trusted only when a chain of rotation statements in its
   ``key_history``, each signed by a key already trusted, reaches them; the validity of
   every key comes from those statements (``warrantor.evidence.keyhistory``);
-- its log origin, log key and TSA root must equal the pinned ones (they do not rotate).
+- its log origin, log key and TSA root must equal the pinned ones (they do not rotate),
+  and so must its witness keys and witness quorum: a server cannot lower the quorum or
+  swap a witness for one it controls under an auditor who pinned them.
 
 Anything else is a problem, reported and never trusted.
 """
@@ -46,8 +48,10 @@ def pin_trust(pinned: TrustBundle, offered: TrustBundle) -> PinnedTrust:
         problems.append("the log origin or log key differs from the pinned one")
     if offered.tsa_root_pem != pinned.tsa_root_pem:
         problems.append("the TSA root differs from the pinned one")
+    if (set(offered.witnesses), offered.witness_quorum) != (set(pinned.witnesses), pinned.witness_quorum):
+        problems.append("the witness keys or the witness quorum differ from the pinned ones")
     pinned_ids = {k.keyid for k in pinned.signing_keys}
     trust = TrustBundle(pinned.log_origin, pinned.log_verifier, result.keys, pinned.tsa_root_pem,
-                        result.accepted or pinned.key_history)
+                        result.accepted or pinned.key_history, pinned.witnesses, pinned.witness_quorum)
     new = tuple(k.keyid for k in result.keys if k.keyid not in pinned_ids)
     return PinnedTrust(trust, tuple(problems), new)

@@ -21,6 +21,9 @@ Rules (docs/offline-verification.md):
    only as far as signed rotation statements lead from the pinned keys
    (``warrantor.verify.trust``); a key that appears without one fails this check and
    cannot pass ``signature``.
+9. ``witnesses``: only when the trust bundle names witnesses. At least ``witness_quorum``
+   distinct trusted witnesses have a valid C2SP tlog-cosignature on the checkpoint's note;
+   cosignatures by unknown keys are ignored, and a failing one does not count.
 
 Every check runs even when an earlier one failed, so the report lists them all. The
 verifier reads only its arguments: no network, no clock, no server code.
@@ -52,6 +55,7 @@ from warrantor.evidence.checkpoint import (
     SignedNote,
     open_checkpoint,
     parse_signed_note,
+    verify_cosignature,
 )
 from warrantor.evidence.dsse import Envelope, verify_envelope
 from warrantor.evidence.keys import VerifyKey
@@ -114,6 +118,7 @@ class VerifyCache:
         self._bodies: dict[str, Checkpoint] = {}
         self._checkpoints: dict[tuple[str, NoteVerifier, str], Checkpoint] = {}
         self._timestamps: dict[tuple[bytes, bytes, str], datetime] = {}
+        self._cosignatures: dict[tuple[str, NoteVerifier], int] = {}
         self._pins: dict[tuple[TrustBundle, TrustBundle], PinnedTrust] = {}
 
     def _put(self, table: dict[Any, Any], key: Any, value: Any) -> None:
@@ -154,6 +159,15 @@ class VerifyCache:
             gen_time = verify_timestamp(token, data, root_pem)
             self._put(self._timestamps, key, gen_time)
         return gen_time
+
+    def cosignature(self, text: str, witness: NoteVerifier) -> int:
+        """``verify_cosignature(text, witness)``, verified once per input."""
+        key = (text, witness)
+        timestamp = self._cosignatures.get(key)
+        if timestamp is None:
+            timestamp = verify_cosignature(text, witness)
+            self._put(self._cosignatures, key, timestamp)
+        return timestamp
 
     def pin(self, pinned: TrustBundle, offered: TrustBundle) -> PinnedTrust:
         """``pin_trust(pinned, offered)``, computed once per pair of bundles."""
@@ -288,6 +302,30 @@ def _check_timestamp(bundle: ProofBundle, ctx: _Context) -> str:
     return f"genTime {gen_time.isoformat()}"
 
 
+def _check_witnesses(bundle: ProofBundle, trust: TrustBundle, cache: VerifyCache) -> str:
+    note = cache.note(bundle.checkpoint)
+    valid: list[str] = []
+    missing: list[str] = []
+    invalid: list[str] = []
+    for witness in trust.witnesses:
+        if not any(witness.matches(s) for s in note.signatures):
+            missing.append(witness.name)
+            continue
+        try:
+            cache.cosignature(bundle.checkpoint, witness)
+        except EvidenceError:
+            invalid.append(witness.name)
+        else:
+            valid.append(witness.name)
+    seen = f"{len(valid)} of {len(trust.witnesses)} trusted witnesses cosigned"
+    named = "".join(f"; {label}: {', '.join(names)}" for label, names in
+                    (("valid", valid), ("missing", missing), ("invalid", invalid)) if names)
+    if len(valid) < trust.witness_quorum:
+        raise EvidenceError(f"expected cosignatures by at least {trust.witness_quorum} trusted witnesses, "
+                            f"{seen}{named}")
+    return f"{seen} (quorum {trust.witness_quorum}){named}"
+
+
 def _check_replay(replay: Replay, ctx: _Context) -> str:
     if ctx.statement is None:
         raise EvidenceError(ctx.notes.get("statement", "no statement"))
@@ -329,6 +367,8 @@ def verify_bundle(
     checks.append(_run("inclusion", lambda: _check_inclusion(bundle, cache)))
     checks.append(_run("checkpoint_signature", lambda: _check_checkpoint(bundle, trust, cache)))
     checks.append(_run("timestamp", lambda: _check_timestamp(bundle, ctx)))
+    if trust.witnesses:
+        checks.append(_run("witnesses", lambda: _check_witnesses(bundle, trust, cache)))
     if replay is not None:
         checks.append(_run("replay", lambda: _check_replay(replay, ctx)))
     return Report(tuple(checks))

@@ -21,7 +21,7 @@ from starlette.responses import Response
 
 from warrantor.domain.model import Role
 from warrantor.errors import ValidationError
-from warrantor.evidence.proofs import ProofBundle, TrustBundle
+from warrantor.evidence.proofs import ProofBundle, TrustBundle, timestamp_fields
 from warrantor.server.deps import Caller, Svc
 from warrantor.service.confirm_execution import DEFAULT_WINDOW_SECONDS, MAX_WINDOW_SECONDS
 from warrantor.service.tenancy import require_role
@@ -72,8 +72,8 @@ def get_checkpoint(svc: Svc, format: Literal["note", "json"] = "note") -> Respon
     note = t.note_with_cosignatures(latest)
     if format == "note":
         return Response(note, media_type=NOTE_MEDIA_TYPE)
-    token = _b64(latest.timestamp_token) if latest.timestamp_token else None
-    body = {"size": latest.size, "root_hash": _b64(latest.root_hash), "note": note, "timestamp_token": token}
+    body = {"size": latest.size, "root_hash": _b64(latest.root_hash), "note": note,
+            **timestamp_fields(latest.timestamp_token)}  # the bare token and it in a TimeStampResp
     return _json(body)
 
 

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from warrantor.domain.clock import isoformat
 from warrantor.domain.model import Role
 from warrantor.errors import NotFoundError
+from warrantor.evidence.keyforms import ed25519_public_key, key_forms
 from warrantor.server.deps import Caller, Svc
 from warrantor.server.problems import problem_response, request_id_of
 from warrantor.service.actions import sees_evidence
@@ -31,6 +32,7 @@ def list_keys(svc: Svc) -> dict[str, Any]:
                 "keyid": k.keyid,
                 "algorithm": "ed25519",
                 "public_key": base64.b64encode(k.public_key).decode(),
+                **key_forms(ed25519_public_key(k.public_key)),  # PEM, JWK, securesystemslib key id
                 "not_before": isoformat(k.not_before),
                 "not_after": isoformat(k.not_after) if k.not_after else None,
                 "status": "active" if k.keyid == active else "retired",
