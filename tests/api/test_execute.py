@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from execute_upstream import HUGE_BYTES, Upstream, leaf_for_127, make_ca, serve_certificate, upstream
-from support import Env, bearer, free_port, make_env
+from support import Env, bearer, free_port, make_env, pg_database
 from warrantor.client import AsyncClient, Client, ExecuteResult
 from warrantor.demo import demo_bundle
 from warrantor.errors import InvalidTransitionError
@@ -62,7 +62,7 @@ def up() -> Iterator[Upstream]:
         yield server
 
 
-def _env(tmp_path: Path, up: Upstream | None, **overrides: Any) -> Iterator[Env]:
+def _env(tmp_path: Path, up: Upstream | None, database_url: str | None = None, **overrides: Any) -> Iterator[Env]:
     settings: dict[str, Any] = {"execute_allow_private": LOCAL, "execute_read_timeout_seconds": 1.0,
                                 "integrate_interval_ms": 50, **overrides}
     if up is not None and "execute_secrets" not in settings:
@@ -70,7 +70,7 @@ def _env(tmp_path: Path, up: Upstream | None, **overrides: Any) -> Iterator[Env]
         secrets.write_text(f"inject:\n  - url_prefix: {up.base}/\n    headers:\n"
                            "      Authorization: {value_env: TEST_UPSTREAM_TOKEN, value_prefix: 'Bearer '}\n")
         settings["execute_secrets"] = secrets
-    with make_env(tmp_path, **settings) as env:
+    with make_env(tmp_path, database_url, **settings) as env:
         activate(env, http_bundle(["127.0.0.1"]))
         yield env
 
@@ -227,7 +227,20 @@ def test_concurrent_executes_one_wins_the_other_is_409(env: Env, up: Upstream) -
     assert len(up.seen) == 1
 
 
-def test_racing_executes_run_the_request_once(env: Env, up: Upstream) -> None:
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def both(request: pytest.FixtureRequest, tmp_path: Path, up: Upstream,
+         monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
+    """``env`` on each store: the claim must be one winner on both."""
+    monkeypatch.setenv("TEST_UPSTREAM_TOKEN", SECRET)
+    if request.param == "sqlite":
+        yield from _env(tmp_path, up)
+    else:
+        with pg_database() as url:
+            yield from _env(tmp_path, up, url)
+
+
+def test_racing_executes_run_the_request_once(both: Env, up: Upstream) -> None:
+    env = both
     action_id = authorized(env, f"{up.base}/ok")
     barrier = threading.Barrier(4)
     answers: list[int] = []
@@ -519,3 +532,4 @@ def test_the_async_sdk_executes(env: Env, up: Upstream) -> None:
     result = asyncio.run(scenario())
     assert (result.status, result.status_code) == ("failed", 500)
     assert result.error == {"code": "UPSTREAM_STATUS", "message": "the upstream answered 500"}
+
