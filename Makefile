@@ -4,6 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 DATA_DIR ?= .warrantor
+PORT ?= 8080
 
 .PHONY: run test install install-test lint typecheck bench fuzz clean browser
 
@@ -21,9 +22,10 @@ install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
 
-## Start the server on 127.0.0.1:8080 with SQLite, generated keys and the demo payments policy.
+## Start the server on 127.0.0.1:$(PORT) (default 8080: `make run PORT=9000`) with SQLite, generated keys
+## and the demo payments policy.
 run: install
-	$(VENV)/bin/warrantor serve --host 127.0.0.1 --port 8080 --data-dir $(DATA_DIR) --demo
+	$(VENV)/bin/warrantor serve --host 127.0.0.1 --port $(PORT) --data-dir $(DATA_DIR) --demo
 
 ## Install test dependencies and run every test (PostgreSQL tests need 127.0.0.1:5432).
 test: install-test browser

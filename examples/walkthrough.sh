@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The README's walkthrough as a script: tenant, keys and an approver, a policy, one action
-# through authorize -> approve by the e-mailed code -> notarize, one through deny, and every
-# signature checked against the published keys. Needs a running server without SMTP (its
+# The README's walkthrough as a script: tenant, keys (it creates every key it uses but the
+# operator's) and an approver, a policy, one action through authorize -> approve by the
+# e-mailed code -> notarize, one through deny, an auditor's key reading the receipt, and
+# every signature checked against the published keys. Needs a running server without SMTP (its
 # development mailer writes approval mails to the server log) and curl + python3.
 #
 #   make run 2>&1 | tee .warrantor/server.log          # first terminal
@@ -67,6 +68,11 @@ echo "== a wire of 2,000,000 EUR is denied, with a signed receipt"
 post /v1/actions "$AGENT" '{"action_type": "wire_transfer", "details": "Too much",
   "payload": {"amount_minor": 200000000, "currency": "EUR", "beneficiary": "ACME GmbH"}}' \
   | json '(d["code"], d["details"]["receipt_id"], d["detail"])'
+
+echo "== an auditor's own read-only key reads the receipt"
+AUDITOR=$(post /v1/api-keys "$ADMIN" '{"role": "auditor"}' | json 'd["key"]')
+RECEIPT=$(curl -sS "$URL/v1/actions/$ACTION" -H "Authorization: Bearer $AUDITOR" | json 'd["receipt"]["receipt_id"]')
+curl -sS "$URL/v1/receipts/$RECEIPT" -H "Authorization: Bearer $AUDITOR" | json '("auditor reads", d["receipt_id"])'
 
 echo "== every signature checks out against GET /v1/keys"
 curl -sS "$URL/v1/keys" > /tmp/warrantor-keys.json

@@ -28,4 +28,5 @@ def test_readme_walkthrough_runs_against_a_real_server(tmp_path: Path) -> None:
     assert "approved" in out
     assert "'notarized'" in out
     assert "POLICY_DENIED" in out
+    assert "('auditor reads', 'rcpt_" in out  # the auditor key the script made itself
     assert "warrant: signature by" in out and "receipt: signature by" in out

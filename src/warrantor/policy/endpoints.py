@@ -8,7 +8,7 @@ Implements the ``endpoint allowlist`` stage of the authorization pipeline
       allow: {wire_transfer: ["api.bank.example", "*.payments.example"]}
       pins: {api.bank.example: ["<hex sha256 of the leaf certificate, DER>"]}
 
-and the ``ENDPOINT_TLS_MISMATCH`` hard block of the Aira actions API (seeds/aira-actions.txt).
+and the ``ENDPOINT_TLS_MISMATCH`` hard block on a pinned host whose certificate differs.
 
 What it does:
 
