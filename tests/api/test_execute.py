@@ -15,6 +15,7 @@ import logging
 import ssl
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -324,6 +325,27 @@ class _FrozenClock:
     def now(self) -> Any:
         return self._now
 
+
+
+def test_a_result_after_the_sweep_presumed_it_lost_still_resolves_it(env: Env, up: Upstream) -> None:
+    """A process stalled past the deadline: the sweep makes the action uncertain (never
+    runnable), and the answer that arrives later still resolves it with its receipt."""
+    action_id = authorized(env, f"{up.base}/slow")
+    results: list[httpx.Response] = []
+    caller = threading.Thread(target=lambda: results.append(execute(env, action_id)))
+    caller.start()
+    assert up.arrived.wait(10)
+    later = env.services.deps.clock.now() + timedelta(seconds=env.services.executor.config.lost_after + 1)
+    env.services.deps.clock = _FrozenClock(later)
+    assert env.services.sweeper.sweep() >= 1
+    detail = env.client.get(f"/v1/actions/{action_id}", headers=env.h("admin")).json()
+    assert detail["status"] == "uncertain" and detail["execution"]["error"] == "EXECUTION_LOST"
+    assert execute(env, action_id).status_code == 409
+    up.release.set()
+    caller.join(30)
+    out = results[0].json()
+    assert out["status"] == "notarized" and out["receipt"] is not None, out
+    assert predicate(out["receipt"]["envelope"])["evidence_grade"] == "witnessed" and len(up.seen) == 1
 
 # -- the allowlist, at authorize and again at execute --------------------------------------------
 def test_a_url_not_allowlisted_is_denied_at_authorize(env: Env, up: Upstream) -> None:
