@@ -186,7 +186,10 @@ def test_child_evidence_commits_to_the_parent(env: Env) -> None:
 
 def test_legal_hold_on_and_off(env: Env) -> None:
     action_id = env.authorize().json()["action_id"]
-    assert env.client.post(f"/v1/actions/{action_id}/hold", headers=env.h("agent")).status_code == 403
-    assert env.client.post(f"/v1/actions/{action_id}/hold", headers=env.h("auditor")).json()["legal_hold"] is True
+    why = {"reason": "litigation 2026-17"}
+    assert env.client.post(f"/v1/actions/{action_id}/hold", json=why, headers=env.h("agent")).status_code == 403
+    assert env.client.post(f"/v1/actions/{action_id}/hold", json=why,
+                           headers=env.h("auditor")).json()["legal_hold"] is True
     assert env.client.get(f"/v1/actions/{action_id}", headers=env.h("admin")).json()["legal_hold"] is True
-    assert env.client.delete(f"/v1/actions/{action_id}/hold", headers=env.h("admin")).json()["legal_hold"] is False
+    lifted = env.client.request("DELETE", f"/v1/actions/{action_id}/hold", json=why, headers=env.h("admin"))
+    assert lifted.json()["legal_hold"] is False

@@ -29,6 +29,7 @@ from warrantor.cli.audit import main as audit_main
 from warrantor.cli.main import main as cli
 from warrantor.domain.clock import isoformat
 from warrantor.evidence.canonical import digest, sha256_hex
+from warrantor.evidence.commitments import committed_intent
 from warrantor.evidence.dsse import Envelope
 from warrantor.evidence.keys import SigningKey
 from warrantor.evidence.proofs import ProofBundle, TrustBundle
@@ -241,10 +242,15 @@ def test_an_intent_rewritten_in_the_database_is_flagged_in_the_api_and_the_conso
     tampered = fast.authorize().json()
     untouched = fast.authorize().json()
     assert fast.client.get(f"/v1/actions/{tampered['action_id']}", headers=fast.h("admin")).json()["integrity"] == "ok"
-    intent = json.loads(sql(fast, "SELECT intent_json FROM actions WHERE id = ?", tampered["action_id"])[0][0])
-    intent["payload"]["beneficiary"] = "Mallory Ltd"
-    sql(fast, "UPDATE actions SET intent_json = ?, intent_digest = ? WHERE id = ?",  # covering its tracks
-        json.dumps(intent), digest(intent), tampered["action_id"])
+    stored, salt = sql(fast, "SELECT details_json, details_salt FROM actions WHERE id = ?", tampered["action_id"])[0]
+    values = json.loads(stored)
+    values["payload"]["beneficiary"] = "Mallory Ltd"
+    full = {**json.loads(sql(fast, "SELECT intent_json FROM actions WHERE id = ?", tampered["action_id"])[0][0]),
+            **values}
+    full.pop("commitments")
+    committed = committed_intent(full, salt)  # covering its tracks, salt and all
+    sql(fast, "UPDATE actions SET details_json = ?, intent_json = ?, intent_digest = ? WHERE id = ?",
+        json.dumps(values), json.dumps(committed), digest(committed), tampered["action_id"])
 
     shown = fast.client.get(f"/v1/actions/{tampered['action_id']}", headers=fast.h("admin")).json()
     assert shown["integrity"] == "mismatch"

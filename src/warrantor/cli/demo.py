@@ -206,13 +206,13 @@ class Story:
         the intent as the server computes it, for the receipt's subject check."""
         body = {"action_type": action_type, "details": details, "payload": payload,
                 "instruction_hash": INSTRUCTION_HASH, **fields}
-        expected_digest = intent_digest(body)
         try:
             auth = self.agent.authorize(action_type, details=details, payload=payload,
                                         instruction_hash=INSTRUCTION_HASH, **fields)
         except WarrantorError as exc:
             if exc.status != 403 or "receipt_id" not in exc.details:
                 raise
+            expected_digest = intent_digest(body, str(exc.details.get("intent_salt")))
             step.action_id = exc.details.get("action_id")
             step.status = "denied"
             step.decision = {"effect": "deny", "code": exc.code, "stage": exc.details.get("stage"),
@@ -221,6 +221,7 @@ class Story:
             step.receipt_status = "denied"
             return exc, expected_digest
         step.action_id, step.status = auth.action_id, auth.status
+        expected_digest = intent_digest(body, str(auth.raw.get("intent_salt")))
         effect = auth.decision.get("effect")
         step.decision = {"effect": effect, "stage": auth.decision.get("stage"),
                          "reason": auth.decision.get("reason"), "rules": deciding(effect, auth.decision)}
@@ -371,12 +372,17 @@ STEPS: tuple[tuple[str, str, Callable[[Story, Step], None]], ...] = (
 )
 
 
-def intent_digest(body: dict[str, Any]) -> str:
-    """``sha256(JCS(intent))`` as ``POST /v1/actions`` computes it for the demo's agent key."""
+def intent_digest(body: dict[str, Any], salt: str) -> str:
+    """The intent digest the evidence signs, computed from the agent's own request: the
+    intent as ``POST /v1/actions`` reads it for the demo's agent key, committed with the salt
+    the answer names (``sha256(JCS(committed intent))``, evidence/commitments.py)."""
+    from warrantor.evidence.canonical import digest
+    from warrantor.evidence.commitments import committed_intent
     from warrantor.server.routes.actions import intent_from
     from warrantor.server.schemas import ActionIn
 
-    return intent_from(ActionIn.model_validate(body)).with_agent(AGENT_ID).digest()
+    intent = intent_from(ActionIn.model_validate(body)).with_agent(AGENT_ID).canonical()
+    return digest(committed_intent(intent, salt))
 
 
 def deciding(effect: Any, decision: dict[str, Any]) -> list[str]:

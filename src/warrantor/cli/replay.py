@@ -10,6 +10,11 @@ must equal ``decision.evaluation_hash``.
 
 The offline verifier (``warrantor.verify``) imports no policy code; this command builds the
 replay callable and hands it in.
+
+Warrants and receipts sign the *committed* intent (``evidence/commitments.py``): the payload
+details are only salted digests there. ``--intent`` then takes the action as
+``GET /v1/actions/{id}`` returns it (or its ``action`` in an export line): the intent and its
+``intent_salt``, committed again here and compared with the subject digest.
 """
 
 from __future__ import annotations
@@ -26,13 +31,15 @@ import httpx
 from warrantor.errors import WarrantorError
 from warrantor.evidence import jsontext
 from warrantor.evidence.canonical import digest
+from warrantor.evidence.commitments import committed_intent, is_committed
 from warrantor.evidence.proofs import TrustBundle
 from warrantor.verify import CheckResult, Replay, format_report, verify_bundle
 from warrantor.verify.cli import EXIT_FAILED, EXIT_OK, EXIT_UNREADABLE, load_bundle
 
 
-def make_replay(bundle_doc: dict[str, Any], intent: dict[str, Any] | None = None) -> Replay:
-    """A replay callable over an archived policy bundle (``{"bundle": ...}`` or the bundle itself)."""
+def make_replay(bundle_doc: dict[str, Any], intent: dict[str, Any] | None = None, salt: str | None = None) -> Replay:
+    """A replay callable over an archived policy bundle (``{"bundle": ...}`` or the bundle
+    itself). ``intent`` and ``salt`` (``load_intent``) supply what the evidence only commits to."""
     from warrantor.policy.bundle import parse_bundle
     from warrantor.policy.engine import evaluation_hash
     from warrantor.service.authorize import Authorizer
@@ -50,8 +57,9 @@ def make_replay(bundle_doc: dict[str, Any], intent: dict[str, Any] | None = None
             return CheckResult(False, f"no policy evaluation was recorded (decided at stage {decision.get('stage')!r})")
         if recorded != policy.hash:
             return CheckResult(False, f"expected the archived bundle {recorded}, got {policy.hash}")
-        doc = predicate.get("intent") if isinstance(predicate.get("intent"), dict) else intent
-        problem = _intent_problem(statement, doc)
+        signed = predicate.get("intent")
+        doc = signed if isinstance(signed, dict) and not is_committed(signed) else intent
+        problem = _intent_problem(statement, doc, None if doc is signed else salt)
         if problem or doc is None:
             return CheckResult(False, problem)
         # The authorizer's own normalization, so replay cannot drift from the live pipeline.
@@ -70,14 +78,32 @@ def make_replay(bundle_doc: dict[str, Any], intent: dict[str, Any] | None = None
     return replay
 
 
-def _intent_problem(statement: dict[str, Any], doc: dict[str, Any] | None) -> str:
-    """Why ``doc`` cannot be the statement's intent, or "" when its digest is the subject's."""
+def _intent_problem(statement: dict[str, Any], doc: dict[str, Any] | None, salt: str | None) -> str:
+    """Why ``doc`` cannot be the statement's intent, or "" when its digest (of the intent
+    committed with ``salt``, when given) is the subject's."""
     if doc is None:
-        return "a receipt carries only the intent digest: pass --intent INTENT.json"
+        return ("the evidence carries only the intent's digest and commitments: pass --intent with the action "
+                "(GET /v1/actions/{id}, or its line of an export: the intent and its intent_salt)")
     subject = statement["subject"][0]["digest"]["sha256"]
-    if digest(doc) != subject:
-        return f"expected an intent with sha256 {subject}, got {digest(doc)}"
+    computed = digest(committed_intent(doc, salt) if salt is not None else doc)
+    if computed != subject:
+        return f"expected an intent with sha256 {subject}, got {computed}"
     return ""
+
+
+def load_intent(doc: Any) -> tuple[dict[str, Any], str | None]:
+    """(intent, salt) from ``--intent``: an action detail or an export's action (``intent``
+    and ``intent_salt``), or an intent document alone (evidence from before commitments)."""
+    if not isinstance(doc, dict):
+        raise ValueError("expected a JSON object for --intent")
+    nested = doc.get("action")
+    action: dict[str, Any] = nested if isinstance(nested, dict) else doc
+    intent, salt = action.get("intent"), action.get("intent_salt")
+    if isinstance(intent, dict) and isinstance(salt, str):
+        return intent, salt
+    if isinstance(intent, dict) and is_committed(intent):
+        raise ValueError("the action's details were erased: there is no payload left to replay")
+    return doc, None
 
 
 def _fetch_policy(server: str, api_key: str, bundle_hash: str) -> dict[str, Any]:
@@ -103,14 +129,15 @@ def run(args: argparse.Namespace) -> int:
         trust = TrustBundle.from_json(Path(args.trust).read_text(encoding="utf-8"))
         pin = getattr(args, "pin", None)
         pinned = TrustBundle.from_json(Path(pin).read_text(encoding="utf-8")) if pin else None
-        intent = jsontext.loads(Path(args.intent).read_text(encoding="utf-8"), "the intent") if args.intent else None
+        intent, salt = (load_intent(jsontext.loads(Path(args.intent).read_text(encoding="utf-8"), "the intent"))
+                        if args.intent else (None, None))
         if args.policy:
             policy_doc = jsontext.loads(Path(args.policy).read_text(encoding="utf-8"), "the policy bundle")
         elif args.server and args.api_key:
             policy_doc = _fetch_policy(args.server, args.api_key, _recorded_bundle_hash(bundle.envelope.statement()))
         else:
             raise ValueError("--replay needs --policy POLICY.json, or --server URL and --api-key KEY")
-        replay = make_replay(policy_doc, intent)
+        replay = make_replay(policy_doc, intent, salt)
     except (OSError, UnicodeDecodeError, ValueError, WarrantorError, httpx.HTTPError) as exc:
         print(f"warrantor verify: cannot read input: {exc}", file=sys.stderr)
         return EXIT_UNREADABLE

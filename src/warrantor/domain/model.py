@@ -108,6 +108,17 @@ class Action:
     legal_hold: bool = False
     api_key_id: str | None = None
     parent: dict[str, Any] | None = None
+    # ``intent`` is the full canonical intent while the details are kept, the committed
+    # intent (``evidence/commitments.py``) once they are erased; ``committed_intent`` is
+    # always the committed one, whose digest is ``intent_digest``.
+    committed_intent: dict[str, Any] = field(default_factory=dict)
+    details_salt: str | None = None
+    erased_at: datetime | None = None
+    erasure_id: str | None = None
+
+    @property
+    def erased(self) -> bool:
+        return self.erased_at is not None
 
 
 @dataclass(frozen=True)
@@ -184,7 +195,8 @@ class Approval:
 
 @dataclass(frozen=True)
 class Evidence:
-    """A signed envelope (warrant, receipt, policy activation) and its place in the log."""
+    """A signed envelope (warrant, receipt, policy activation, legal hold, erasure) and its
+    place in the log."""
 
     id: str
     tenant_id: str
@@ -195,6 +207,7 @@ class Evidence:
     log_index: int | None
     created_at: datetime
     timestamp_token: bytes | None = None
+    sequence: int | None = None  # receipts, legal holds, erasures: the tenant's record number
 
 
 @dataclass(frozen=True)
@@ -216,4 +229,5 @@ class ActionFilter:
     status: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    legal_hold: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)

@@ -1,4 +1,5 @@
-"""Reading actions: detail, list, long-poll, chain, legal hold, and the expiry sweep.
+"""Reading actions: detail, list, long-poll, chain, and the expiry sweep (legal holds and
+erasure: ``service/records.py``).
 
 An agent key bound to agent X reads only X's actions (``tenancy.sees_agent``): another
 agent's action is 404 as if it did not exist, a list is always filtered to X (asking for
@@ -26,6 +27,7 @@ from warrantor.errors import NotFoundError, PermissionDeniedError, ValidationErr
 from warrantor.evidence.keys import VerifyKey
 from warrantor.service.context import Deps
 from warrantor.service.integrity import check_actions
+from warrantor.service.records import erased_view, hold_history
 from warrantor.service.sealing import approvals_view
 from warrantor.service.tenancy import require_role, sees_agent
 from warrantor.service.transitions import apply
@@ -47,6 +49,7 @@ def summary(action: Action) -> dict[str, Any]:
         "effect": action.decision.get("effect"),
         "stage": action.decision.get("stage"),
         "legal_hold": action.legal_hold,
+        "erased_at": isoformat(action.erased_at) if action.erased_at else None,
         "parent_action_id": action.parent_action_id,
         "created_at": isoformat(action.created_at),
         "updated_at": isoformat(action.updated_at),
@@ -54,13 +57,19 @@ def summary(action: Action) -> dict[str, Any]:
 
 
 def detail(repo: Repo, action: Action, keys: list[VerifyKey]) -> dict[str, Any]:
-    evidence = {e.id: e for e in repo.evidence_for_action(action.tenant_id, action.id)}
+    recorded = repo.evidence_for_action(action.tenant_id, action.id)
+    evidence = {e.id: e for e in recorded}
     request = repo.get_approval_request(action.tenant_id, action.id)
     out: dict[str, Any] = {
         **summary(action),
         **check_actions(repo, action.tenant_id, [action], keys)[action.id].to_dict(),
+        # The full intent while its details are kept (the committed one after erasure), and
+        # the salt that commits it: sha256(JCS(committed_intent(intent, salt))) = intent_digest.
         "intent": action.intent,
+        "intent_salt": action.details_salt,
         "intent_digest": action.intent_digest,
+        **erased_view(action),
+        "legal_hold_history": hold_history(recorded),
         "decision": {k: v for k, v in action.decision.items() if v is not None},
         "approvals": approvals_view(repo.approvals_for(action.tenant_id, action.id)),
         "cosignatures": cosignatures_view(repo, action.tenant_id, action.id),
@@ -193,14 +202,6 @@ class Actions:
                 chain.append(item)
                 current = action.parent_action_id
         return {"action_id": action_id, "chain": chain, "truncated": truncated}
-
-    def set_legal_hold(self, principal: Principal, action_id: str, hold: bool) -> dict[str, Any]:
-        tenant_id = require_role(principal, Role.ADMIN, Role.AUDITOR)
-        now = self._d.clock.now()
-        if not self._d.store.write(lambda repo: repo.set_legal_hold(tenant_id, action_id, hold, now)):
-            raise NotFoundError(f"no action {action_id!r}", code="NOT_FOUND")
-        log.info("legal hold %s on %s by key %s", "set" if hold else "lifted", action_id, principal.key_id)
-        return {"action_id": action_id, "legal_hold": hold, "changed_at": isoformat(now)}
 
 
 class ExpirySweeper:

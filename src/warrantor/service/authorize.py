@@ -33,6 +33,8 @@ from warrantor.domain.clock import isoformat, random_token
 from warrantor.domain.lifecycle import Status
 from warrantor.domain.model import Action, ApprovalCode, ApprovalRequest, Effect, Principal, Role
 from warrantor.errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError
+from warrantor.evidence.canonical import digest
+from warrantor.evidence.commitments import committed_intent
 from warrantor.service.approvers import TenantApprovers, requirements_for
 from warrantor.service.context import Deps
 from warrantor.service.intent import Intent
@@ -231,7 +233,9 @@ class Authorizer:
         }.get(draft.effect, Status.PENDING_APPROVAL)
         if draft.effect is Effect.CONFIRM and intent.authorization_id:
             would_be = Status.PENDING_CONFIRMATION
-        return {"status": would_be.value, "decision": draft.to_dict(), "intent_digest": intent.digest()}
+        # The request's own digest: an authorization would sign the digest of the committed
+        # intent, whose salt is chosen only then (evidence/commitments.py).
+        return {"status": would_be.value, "decision": draft.to_dict(), "request_digest": intent.digest()}
 
     # -- identify and idempotency ------------------------------------------------------
     @staticmethod
@@ -281,7 +285,9 @@ class Authorizer:
         now = self._d.clock.now()
         action_id = self._d.ids.new("act")
         intent_doc = p.intent.canonical()
-        intent_digest = p.request_hash
+        salt = random_token(128)
+        committed = committed_intent(intent_doc, salt)  # what evidence signs: no erasable value
+        intent_digest = digest(committed)
         decision = draft.to_dict()
         sealed: Sealed | None = None
         request: ApprovalRequest | None = None
@@ -291,7 +297,7 @@ class Authorizer:
             status = Status.AUTHORIZED
             warrant_expires_at = now + timedelta(seconds=self._d.limits.warrant_ttl_seconds)
             sealed = self._d.sealer.warrant(
-                tenant_id=p.tenant_id, action_id=action_id, intent=intent_doc,
+                tenant_id=p.tenant_id, action_id=action_id, intent=committed,
                 intent_digest=intent_digest, decision=decision, approvals=[], parent=p.parent,
                 issued_at=now, not_after=warrant_expires_at,
             )
@@ -321,6 +327,9 @@ class Authorizer:
         status_code = 201
         if status is Status.DENIED:
             status_code, body = 403, self._denial(action_id, draft, sealed)
+        # The digest every warrant and receipt of the action signs, and the salt that lets
+        # the caller recompute it from its own request (evidence/commitments.py).
+        (body["details"] if status is Status.DENIED else body).update(intent_digest=intent_digest, intent_salt=salt)
         action = Action(
             id=action_id, tenant_id=p.tenant_id, status=status, action_type=p.intent.action_type,
             agent_id=p.intent.agent_id, run_id=p.intent.run_id, parent_action_id=p.intent.parent_action_id,
@@ -330,7 +339,7 @@ class Authorizer:
             warrant_id=sealed.evidence_id if sealed and sealed.kind == "warrant" else None,
             warrant_expires_at=warrant_expires_at,
             receipt_id=sealed.evidence_id if sealed and sealed.kind == "receipt" else None,
-            api_key_id=principal.key_id, parent=p.parent,
+            api_key_id=principal.key_id, parent=p.parent, committed_intent=committed, details_salt=salt,
         )
 
         row = action_values(action)
@@ -471,9 +480,16 @@ def _public_decision(decision: dict[str, Any]) -> dict[str, Any]:
 
 
 def _replay(existing: Action, request_hash: str, agent_id: str | None) -> Outcome:
+    mine = agent_id is None or existing.agent_id == agent_id
+    if existing.erased_at is not None:
+        # The stored answer went with the details; nothing to compare the body with either.
+        raise ConflictError(
+            f"expected an idempotency key of an action whose details are kept; they were erased at "
+            f"{isoformat(existing.erased_at)}",
+            code="ACTION_ERASED", details={"action_id": existing.id} if mine else {},
+        )
     if existing.request_hash != request_hash:
         # The action's id only to its own agent: another agent reusing the key learns nothing.
-        mine = agent_id is None or existing.agent_id == agent_id
         raise ConflictError(
             "expected the same request body for a reused idempotency key, got a different one",
             code="DUPLICATE_REQUEST",
@@ -488,7 +504,9 @@ def _parent_ref(repo: Repo, tenant_id: str, parent_id: str | None) -> dict[str, 
     parent = repo.get_action(tenant_id, parent_id)
     if parent is None:
         raise NotFoundError(f"parent action {parent_id!r} does not exist", code="NOT_FOUND")
-    evidence = repo.evidence_for_action(tenant_id, parent_id)
+    # The parent's newest warrant or receipt (legal holds and cosignatures say nothing about
+    # what the parent was allowed to do).
+    evidence = [e for e in repo.evidence_for_action(tenant_id, parent_id) if e.kind in ("warrant", "receipt")]
     return {
         "action_id": parent.id,
         "intent_digest": parent.intent_digest,

@@ -12,8 +12,9 @@ The caller hands back the DSSE warrant it was given and says what actually ran
    verify under a trusted key (junk, empty, an unknown key's) is 422
    ``INTEGRITY_UNVERIFIED_SIGNATURE`` and a repeated one (same key id or same bytes) is 422
    ``INTEGRITY_DUPLICATE_SIGNATURE``; both name the field (``warrant.signatures[i]``).
-3. Match: the action type equals the intent's, the payload equals the intent's payload as
-   canonical JSON (RFC 8785), and ``executed_at`` lies in
+3. Match: the action type equals the intent's, the payload is the one the warrant's intent
+   commits to (its salted digest with the action's salt equals ``commitments.payload``,
+   i.e. equal canonical JSON, RFC 8785; ``evidence/commitments.py``), and ``executed_at`` lies in
    ``[issued_at - skew, min(issued_at + time_window_seconds, not_after) + skew]`` where the
    skew is ``WARRANTOR_CLOCK_SKEW_SECONDS`` (``match_details.clock_skew_seconds``).
 4. ``integrity_hash = sha256(JCS({"warrant_digest": <sha256 of the canonical warrant as
@@ -43,11 +44,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from warrantor.domain.clock import isoformat, parse_time
+from warrantor.domain.clock import isoformat, parse_time, random_token
 from warrantor.domain.lifecycle import Status, is_terminal
 from warrantor.domain.model import Action, Principal, Role
 from warrantor.errors import ConflictError, EvidenceError, PermissionDeniedError
 from warrantor.evidence.canonical import canonicalize, digest, sha256_hex
+from warrantor.evidence.commitments import COMMITMENTS, commit
 from warrantor.evidence.dsse import Envelope, pae
 from warrantor.evidence.keys import VerifyKey
 from warrantor.evidence.statement import WARRANT_V1
@@ -103,8 +105,17 @@ def verified_keys(envelope: Envelope, keys: list[VerifyKey]) -> list[VerifyKey]:
     return [key for _s, key in checked if key is not None]
 
 
+def payload_consistent(intent: dict[str, Any], payload: dict[str, Any], salt: str) -> bool:
+    """Whether ``payload`` is the one the warrant's intent commits to (``commitments.payload``
+    with the action's salt); a warrant carrying the payload itself compares canonical JSON."""
+    commitments = intent.get(COMMITMENTS)
+    if isinstance(commitments, dict):
+        return commit(salt, "payload", payload) == commitments.get("payload")
+    return canonicalize(payload) == canonicalize(intent.get("payload", {}))
+
+
 def match_details(predicate: dict[str, Any], executed: dict[str, Any], window_seconds: int,
-                  skew_seconds: int) -> dict[str, Any]:
+                  skew_seconds: int, salt: str) -> dict[str, Any]:
     """Rule 3: compare the executed action with the warrant's intent."""
     intent = predicate["intent"]
     issued_at = parse_time(predicate["issued_at"])
@@ -112,7 +123,7 @@ def match_details(predicate: dict[str, Any], executed: dict[str, Any], window_se
     executed_at = parse_time(executed["executed_at"])
     return {
         "action_type_match": executed["type"] == intent.get("action_type"),
-        "payload_consistent": canonicalize(executed["payload"]) == canonicalize(intent.get("payload", {})),
+        "payload_consistent": payload_consistent(intent, executed["payload"], salt),
         "within_time_window": within_window(executed_at, issued_at, end, skew_seconds),
         "time_window_seconds": window_seconds,
         "clock_skew_seconds": skew_seconds,
@@ -160,9 +171,13 @@ class ExecutionConfirmer:
             parse_time(executed["executed_at"])
         except ValueError as exc:
             raise EvidenceError(f"executed_action.executed_at: {exc}", code="VALIDATION_ERROR", status=422) from exc
-        details = match_details(predicate, executed, window_seconds, self._d.limits.clock_skew_seconds)
+        with self._d.store.read() as repo:
+            action = repo.get_action(tenant_id, predicate["action_id"])
+        # Erased details leave no salt: nothing matches, and the job refuses the ended action.
+        salt = (action.details_salt if action is not None else None) or random_token(128)
+        details = match_details(predicate, executed, window_seconds, self._d.limits.clock_skew_seconds, salt)
         matched = all(details[k] for k in ("action_type_match", "payload_consistent", "within_time_window"))
-        return self._record(tenant_id, opened, executed, details, matched)
+        return self._record(tenant_id, opened, executed, details, matched, salt)
 
     def _open(self, warrant: dict[str, Any], tenant_id: str) -> _Opened:
         """Rules 1 and 2: a verified warrant of this tenant, recorded here; else 422."""
@@ -203,7 +218,7 @@ class ExecutionConfirmer:
         return ev.envelope_digest if same else None
 
     def _record(self, tenant_id: str, opened: _Opened, executed: dict[str, Any], details: dict[str, Any],
-                matched: bool) -> dict[str, Any]:
+                matched: bool, salt: str) -> dict[str, Any]:
         now = self._d.clock.now()
         execution_id = self._d.ids.new("exec")
         predicate, warrant_digest = opened.predicate, opened.warrant_digest
@@ -213,7 +228,7 @@ class ExecutionConfirmer:
             tenant_id=tenant_id, action_id=predicate["action_id"], status="confirmed" if matched else "diverged",
             intent_digest=digest(intent), decision=predicate.get("decision") or {}, approvals=[],
             parent=predicate.get("parent"), issued_at=now, warrant_digest=warrant_digest,
-            execution=_execution_view(executed), match=details,
+            execution=_execution_view(executed, salt), match=details,
             reason_code=None if matched else "EXECUTION_DIVERGED",
             extra={"evidence_grade": "confirmed", "execution_id": execution_id, "integrity_hash": ihash},
         )
@@ -251,7 +266,8 @@ class ExecutionConfirmer:
             "executed": executed,
             "match": matched,
             "match_details": details,
-            "receipt": {"receipt_id": receipt.evidence_id, "envelope": receipt.envelope.to_dict()},
+            "receipt": {"receipt_id": receipt.evidence_id, "envelope": receipt.envelope.to_dict(),
+                        "sequence": receipt.sequence},
             "confirmed_at": isoformat(now),
             "verified": True,
         }
@@ -275,11 +291,12 @@ def _authorized_view(predicate: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _execution_view(executed: dict[str, Any]) -> dict[str, Any]:
-    """What the receipt keeps: the payload's digest, not the payload (retention can erase it)."""
+def _execution_view(executed: dict[str, Any], salt: str) -> dict[str, Any]:
+    """What the receipt keeps: the payload's salted digest, not the payload (retention can
+    erase it); it equals the warrant's ``commitments.payload`` when the payloads are equal."""
     return {
         "action_type": executed["type"],
-        "payload_sha256": digest(executed["payload"]),
+        "payload_sha256": commit(salt, "payload", executed["payload"]),
         "executed_at": executed["executed_at"],
         "executed_by": executed["executed_by"],
     }

@@ -186,11 +186,7 @@ class Executor:
             applied = apply(self._d, repo, action, event, now, execution=execution, reason_code=reason,
                             extra_receipt={"evidence_grade": "witnessed", "witness": witness})
         status = applied.status if applied is not None else action.status
-        receipt = None
-        if applied is not None and applied.receipt is not None:
-            receipt = {"receipt_id": applied.receipt.evidence_id, "envelope": applied.receipt.envelope.to_dict(),
-                       "log_index": None}
-            applied.fill_receipt_index(receipt)
+        receipt = applied.receipt_view() if applied is not None else None
         return {
             "action_id": action_id,
             "status": status.value,

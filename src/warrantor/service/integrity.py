@@ -2,7 +2,10 @@
 
 Rules, for each action:
 
-1. The stored intent hashes (sha256 of its canonical JSON) to the stored ``intent_digest``.
+1. The stored committed intent hashes (sha256 of its canonical JSON) to the stored
+   ``intent_digest``, and, while the details are kept, each stored erasable value matches
+   its salted commitment (``evidence/commitments.py``). Once erased, only the digest is left
+   to check.
 2. Every signed envelope stored for the action (warrant, receipt, cosignature) verifies
    under a key the key ring trusts (key files, never rows), names ``action:<id>`` as its
    subject, and its subject digest equals the hash of rule 1; its stored
@@ -23,6 +26,7 @@ from typing import Any
 
 from warrantor.domain.model import Action
 from warrantor.evidence.canonical import digest, sha256_hex
+from warrantor.evidence.commitments import disclosure_problems, split_intent
 from warrantor.evidence.dsse import Envelope, verify_envelope
 from warrantor.evidence.keys import VerifyKey
 from warrantor.store import Repo
@@ -56,7 +60,11 @@ def _check(action: Action, rows: Sequence[rt.SignedRow], entries: Mapping[int, b
            keys: Sequence[VerifyKey]) -> Integrity:
     problems: list[str] = []
     try:
-        computed = digest(action.intent)
+        computed = digest(action.committed_intent)
+        if not action.erased and action.details_salt is not None:
+            _, values = split_intent(action.intent)
+            problems += [f"the stored {p}" for p in
+                         disclosure_problems(action.committed_intent, values, action.details_salt)]
     except ValueError as exc:
         computed = ""
         problems.append(f"the stored intent cannot be canonicalized: {exc}")

@@ -12,7 +12,10 @@
   ``uncertain`` (no receipt yet) and a later report resolves it.
 
 The receipt commits to digests of the outcome details and the executed payload, never to
-the raw text, so retention can erase details while the receipt keeps verifying.
+the raw text, so retention can erase details while the receipt keeps verifying. Both are
+salted with the action's commitment salt (``evidence/commitments.py``): the executed
+payload's digest equals the warrant's ``commitments.payload`` exactly when the payloads are
+equal, and once the salt is erased neither digest says anything about the text.
 
 ``evidence_grade`` (signed in the receipt, echoed in the answer):
 
@@ -21,8 +24,10 @@ the raw text, so retention can erase details while the receipt keeps verifying.
   sent and the response it received (``witness``). Only a gateway key may say so (403
   ``WITNESS_NOT_ALLOWED`` for every other role, agent keys first of all); the digests must
   read ``sha256:<64 lowercase hex>`` (422 ``INVALID_WITNESS``, naming the field), and a
-  ``witness`` without ``witnessed`` is 422 too. The receipt carries the digests, the
-  optional ``executor`` and ``target`` labels and the gateway's key id, never content.
+  ``witness`` without ``witnessed`` is 422 too. The executor ``warrantor-http`` is
+  reserved for Warrantor's own executions (``POST /v1/actions/{id}/execute``). The
+  receipt carries the digests, the optional ``executor`` and ``target`` labels and the
+  gateway's key id, never content.
   ``witnessed`` is worth the separation between agent and gateway: a gateway running as
   the agent's own subprocess, under the agent's user, shares the agent's trust.
 """
@@ -34,11 +39,12 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from warrantor.domain.clock import isoformat, parse_time
+from warrantor.domain.clock import isoformat, parse_time, random_token
 from warrantor.domain.lifecycle import Event
 from warrantor.domain.model import Action, Principal, Role
 from warrantor.errors import NotFoundError, PermissionDeniedError, ValidationError
-from warrantor.evidence.canonical import canonicalize, digest, sha256_hex
+from warrantor.evidence.canonical import canonicalize
+from warrantor.evidence.commitments import commit
 from warrantor.service.context import Deps
 from warrantor.service.tenancy import require_role
 from warrantor.service.transitions import apply
@@ -52,6 +58,7 @@ OUTCOMES = {
 
 
 GRADES = ("reported", "witnessed")
+RESERVED_EXECUTOR = "warrantor-http"  # POST /v1/actions/{id}/execute; no gateway may claim it
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _LABEL = re.compile(r"[^\x00-\x1f\x7f]{1,200}")
 
@@ -90,6 +97,9 @@ def evidence_fields(principal: Principal, report: dict[str, Any]) -> dict[str, A
             continue
         if not (isinstance(value, str) and _LABEL.fullmatch(value)):
             raise _invalid_witness(f"witness.{name}", f"expected witness.{name} as 1 to 200 printable characters")
+        if name == "executor" and value.strip().lower() == RESERVED_EXECUTOR:
+            raise _invalid_witness("witness.executor", f"expected an executor other than {RESERVED_EXECUTOR}, "
+                                                       "which names Warrantor's own executions (docs/execute.md)")
         record[name] = value
     record["gateway_key_id"] = principal.key_id
     return {"evidence_grade": "witnessed", "witness": record}
@@ -186,18 +196,11 @@ class Notarizer:
             event = OUTCOMES[outcome]
             if event is Event.NOTARIZE_COMPLETED and not matched(match):
                 event = Event.NOTARIZE_DIVERGED
-            execution = _execution_record(outcome, report, executed, now)
+            execution = _execution_record(outcome, report, executed, now, salt_of(action))
             applied = apply(self._d, repo, action, event, now, execution=execution, match=match,
                             reason_code="EXECUTION_DIVERGED" if event is Event.NOTARIZE_DIVERGED else None,
                             extra_receipt=evidence)
-            receipt = None
-            if applied.receipt is not None:
-                receipt = {
-                    "receipt_id": applied.receipt.evidence_id,
-                    "envelope": applied.receipt.envelope.to_dict(),
-                    "log_index": None,  # set when the batch is sequenced, before the answer
-                }
-                applied.fill_receipt_index(receipt)
+            receipt = applied.receipt_view()  # envelope and index set when the batch is sequenced
             return {
                 "action_id": action.id,
                 "status": applied.status.value,
@@ -218,20 +221,26 @@ class Notarizer:
         return match_execution(action, executed, start, end, now, self._d.limits.clock_skew_seconds)
 
 
+def salt_of(action: Action) -> str:
+    """The action's commitment salt; a fresh one (committing to nothing anyone keeps) when
+    its details were erased, so no unsalted digest of a payload is ever recorded."""
+    return action.details_salt or random_token(128)
+
+
 def _execution_record(
-    outcome: str, report: dict[str, Any], executed: dict[str, Any] | None, now: datetime
+    outcome: str, report: dict[str, Any], executed: dict[str, Any] | None, now: datetime, salt: str,
 ) -> dict[str, Any]:
     details = report.get("outcome_details")
     record: dict[str, Any] = {
         "outcome": outcome,
-        "outcome_details_sha256": sha256_hex(details.encode()) if details else None,
+        "outcome_details_sha256": commit(salt, "outcome_details", details) if details else None,
         "reported_at": isoformat(now),
         "usage": report.get("usage"),
     }
     if executed is not None:
         record["executed"] = {
             "action_type": executed.get("action_type"),
-            "payload_sha256": digest(executed["payload"]) if "payload" in executed else None,
+            "payload_sha256": commit(salt, "payload", executed["payload"]) if "payload" in executed else None,
             "executed_at": executed.get("executed_at"),
             "executed_by": executed.get("executed_by"),
         }

@@ -9,11 +9,13 @@ from warrantor.domain.clock import Clock, IdFactory, RandomIds, SystemClock
 from warrantor.service.actions import Actions, ExpirySweeper
 from warrantor.service.approvals import Approvals
 from warrantor.service.approvers import ApproverDirectory
+from warrantor.service.audit import AuditedEvents, AuditFileSink
 from warrantor.service.authorize import Authorizer
 from warrantor.service.confirm_execution import ExecutionConfirmer
 from warrantor.service.context import Deps, Limits
 from warrantor.service.execute import Executor
 from warrantor.service.execute_http import ExecuteConfig
+from warrantor.service.export import Exporter
 from warrantor.service.grants import Grants
 from warrantor.service.grants import install as install_grants
 from warrantor.service.invitations import Invitations
@@ -21,6 +23,7 @@ from warrantor.service.keyring import KeyRing
 from warrantor.service.notarize import Notarizer
 from warrantor.service.notify import Mailer, Notifier, NullMailer
 from warrantor.service.policies import Policies
+from warrantor.service.records import Records
 from warrantor.service.runs import Guardrails, install_guardrails
 from warrantor.service.sealing import Sealer
 from warrantor.service.tenancy import Tenancy
@@ -51,6 +54,9 @@ class Services:
     webhooks: Webhooks
     webhook_dispatcher: WebhookDispatcher
     executor: Executor
+    records: Records
+    exporter: Exporter
+    audit_file: AuditFileSink | None = None  # WARRANTOR_AUDIT_FILE
 
     @property
     def store(self) -> Store:
@@ -72,6 +78,7 @@ def build_services(
     limits: Limits | None = None,
     log_config: LogConfig | None = None,
     execute: ExecuteConfig | None = None,
+    audit_file: Path | None = None,
 ) -> Services:
     clock = clock or SystemClock()
     ids = ids or RandomIds()
@@ -91,7 +98,8 @@ def build_services(
     authorizer = Authorizer(deps, policies)
     guardrails = install_guardrails(deps, policies, authorizer)
     grants = install_grants(deps, authorizer)
-    deps.events = WebhookEvents(deps)
+    webhook_events = WebhookEvents(deps)
+    deps.events = AuditedEvents(deps, webhook_events, to_file=audit_file is not None)
     approvals = Approvals(deps)
     users = Users(deps, approvals)
     transparency, integrator = build_log(store, data_dir, keyring, clock, log_config or LogConfig())
@@ -115,7 +123,10 @@ def build_services(
         users=users,
         invitations=Invitations(deps, users),
         grants=grants,
-        webhooks=Webhooks(deps),
+        webhooks=Webhooks(deps, webhook_events),
         webhook_dispatcher=WebhookDispatcher(deps),
         executor=executor,
+        records=Records(deps),
+        exporter=Exporter(deps, transparency),
+        audit_file=AuditFileSink(deps, audit_file) if audit_file is not None else None,
     )

@@ -10,7 +10,8 @@ candidate, how many replayed actions it matched and how many of those changed.
 What it does not replay: write-time guards (budgets and rate limits depend on what else
 was running then), so actions originally stopped at stage ``budget`` are counted as
 ``not_replayed`` and never reported as changes; and facts are today's (agent registry,
-runs), not those at the time. It writes nothing.
+runs), not those at the time. Actions whose details were erased (retention, a request)
+have no payload left to evaluate and are counted as ``not_replayed`` too. It writes nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from warrantor.domain.clock import isoformat
 from warrantor.domain.model import Principal, Role
 from warrantor.errors import ValidationError, WarrantorError
+from warrantor.evidence.commitments import is_committed
 from warrantor.service.authorize import Authorizer, Facts
 from warrantor.service.context import Deps
 from warrantor.service.intent import Intent
@@ -53,10 +55,10 @@ class Simulator:
         report = _Report()
         with self._d.store.read() as repo:
             for action_id, intent_doc, decision, _created in rg.actions_in_range(repo, tenant_id, start, end, limit):
-                intent = Intent.from_canonical(intent_doc)
-                if decision.get("stage") in GUARD_STAGES:
-                    report.skip()
+                if decision.get("stage") in GUARD_STAGES or is_committed(intent_doc):
+                    report.skip()  # a guard's verdict, or details erased: nothing to replay
                     continue
+                intent = Intent.from_canonical(intent_doc)
                 facts = Facts(tenant_id, None, candidate)
                 try:
                     for provider in self._authorizer.providers:

@@ -39,6 +39,18 @@ class Applied:
         if self.receipt is not None and self.logged is not None:
             self.logged.fill(target, key, self.logged.count - 1)
 
+    def receipt_view(self) -> dict[str, Any] | None:
+        """``{receipt_id, envelope, sequence, log_index}`` for a response built inside the
+        write job: the envelope (signed with its record sequence number) and the log index
+        are filled in when the write is sequenced, before the caller is answered."""
+        if self.receipt is None:
+            return None
+        view: dict[str, Any] = {"receipt_id": self.receipt.evidence_id, "envelope": None, "sequence": None,
+                                "log_index": None}
+        self.receipt.when_sealed(lambda s: view.update(envelope=s.envelope.to_dict(), sequence=s.sequence))
+        self.fill_receipt_index(view)
+        return view
+
 
 def warrant_digest(repo: Repo, action: Action) -> str | None:
     if action.warrant_id is None:

@@ -71,7 +71,10 @@ EVENT_TYPES = (
     "action.failed",
     "action.diverged",
     "run.halted",
+    "audit.record",  # every state change as one audit record (service/audit.py): the SIEM stream
 )
+AUDIT_EVENT = "audit.record"
+AUDIT_CACHE_SECONDS = 2.0
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the prefix of every secret, not a secret
 
 
@@ -132,15 +135,24 @@ def delivery_view(d: Delivery, attempts: list[Attempt]) -> dict[str, Any]:
 class Webhooks:
     """Endpoint management and the delivery log (tenant admins only)."""
 
-    def __init__(self, deps: Deps) -> None:
+    def __init__(self, deps: Deps, events: WebhookEvents | None = None) -> None:
         self._d = deps
+        self._events = events
 
     def create(self, principal: Principal, url: str, events: list[str]) -> dict[str, Any]:
         tenant_id = require_role(principal, Role.ADMIN)
         ep = Endpoint(self._d.ids.new("wh"), tenant_id, parse_url(url), parse_events(events), new_secret(),
                       self._d.clock.now())
-        self._d.store.write(lambda repo: rg.insert_endpoint(repo, ep))
+        def job(repo: Repo) -> None:
+            rg.insert_endpoint(repo, ep)
+            self._forget(tenant_id)  # in the job: the next event of any batch looks again
+
+        self._d.store.write(job)
         return {**endpoint_view(ep), "secret": ep.secret}
+
+    def _forget(self, tenant_id: str) -> None:
+        if self._events is not None:
+            self._events.forget(tenant_id)
 
     def list(self, principal: Principal) -> dict[str, Any]:
         tenant_id = require_role(principal, Role.ADMIN)
@@ -150,7 +162,11 @@ class Webhooks:
     def delete(self, principal: Principal, endpoint_id: str) -> None:
         tenant_id = require_role(principal, Role.ADMIN)
         now = self._d.clock.now()
-        if not self._d.store.write(lambda repo: rg.delete_endpoint(repo, tenant_id, endpoint_id, now)):
+        def job(repo: Repo) -> bool:
+            self._forget(tenant_id)
+            return rg.delete_endpoint(repo, tenant_id, endpoint_id, now)
+
+        if not self._d.store.write(job):
             raise NotFoundError(f"no webhook {endpoint_id!r}", code="WEBHOOK_NOT_FOUND")
 
     def deliveries(self, principal: Principal, endpoint_id: str, limit: int = 50) -> dict[str, Any]:
@@ -163,22 +179,51 @@ class Webhooks:
 
 
 class WebhookEvents:
-    """The ``EventSink``: one outbox row per subscribed endpoint, in the caller's transaction."""
+    """One outbox row per subscribed endpoint, in the caller's transaction.
+
+    ``audit`` (``service/audit.py``) is the state change as an audit record, delivered as an
+    ``audit.record`` event to the endpoints subscribed to it. Whether a tenant has such an
+    endpoint is remembered for ``AUDIT_CACHE_SECONDS``, so a change the webhooks never hear
+    of (``action.authorized``, the hot path) costs no query: an endpoint registered in this
+    process is seen at once (``forget``), one registered by another process within that time.
+    """
 
     def __init__(self, deps: Deps) -> None:
         self._d = deps
+        self._audited: dict[str, tuple[float, bool]] = {}
+        self._lock = threading.Lock()
 
-    def emit(self, repo: Repo, tenant_id: str, event_type: str, data: dict[str, Any]) -> None:
-        if event_type not in EVENT_TYPES:
-            return
-        endpoints = [ep for ep in rg.list_endpoints(repo, tenant_id) if event_type in ep.events]
-        if not endpoints:
+    def audit_subscribed(self, repo: Repo, tenant_id: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._audited.get(tenant_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        subscribed = any(AUDIT_EVENT in ep.events for ep in rg.list_endpoints(repo, tenant_id))
+        with self._lock:
+            self._audited[tenant_id] = (now + AUDIT_CACHE_SECONDS, subscribed)
+        return subscribed
+
+    def forget(self, tenant_id: str) -> None:
+        """The tenant's endpoints changed: look again at the next event."""
+        with self._lock:
+            self._audited.pop(tenant_id, None)
+
+    def emit(self, repo: Repo, tenant_id: str, event_type: str, data: dict[str, Any],
+             audit: dict[str, Any] | None = None) -> None:
+        wanted = event_type in EVENT_TYPES and event_type != AUDIT_EVENT
+        if not wanted and audit is None:
             return
         now = self._d.clock.now()
-        body = json.dumps({"type": event_type, "timestamp": isoformat(now), "data": data},
-                          separators=(",", ":"), sort_keys=True)
-        for ep in endpoints:
-            rg.insert_delivery(repo, self._d.ids.new("msg"), tenant_id, ep.id, event_type, body, now)
+        bodies = {}
+        for ep in rg.list_endpoints(repo, tenant_id):
+            for kind, payload in ((event_type, data if wanted else None), (AUDIT_EVENT, audit)):
+                if payload is None or kind not in ep.events:
+                    continue
+                if kind not in bodies:
+                    bodies[kind] = json.dumps({"type": kind, "timestamp": isoformat(now), "data": payload},
+                                              separators=(",", ":"), sort_keys=True)
+                rg.insert_delivery(repo, self._d.ids.new("msg"), tenant_id, ep.id, kind, bodies[kind], now)
 
 
 class WebhookDispatcher:

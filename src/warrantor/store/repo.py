@@ -29,6 +29,7 @@ from warrantor.domain.model import (
     Role,
     Tenant,
 )
+from warrantor.evidence.commitments import COMMITMENTS, split_intent
 from warrantor.store import schema as s
 from warrantor.store.codec import dumps, utc, utc_required
 from warrantor.store.fastpath import RawInsert
@@ -230,11 +231,15 @@ class Repo:
         ).rowcount
         return bool(n)
 
-    def set_legal_hold(self, tenant_id: str, action_id: str, hold: bool, now: datetime) -> bool:
+    def set_legal_hold(self, tenant_id: str, action_id: str, hold: bool) -> bool:
+        """Set or lift the hold of an action whose details are not erased; False when the
+        action is unknown, erased, or already so (a compare-and-set: erasure checks the
+        hold in its own ``UPDATE``, so the two can never both win)."""
         n = self.conn.execute(
             sa.update(s.actions)
-            .where(s.actions.c.tenant_id == tenant_id, s.actions.c.id == action_id)
-            .values(legal_hold=hold, updated_at=now)
+            .where(s.actions.c.tenant_id == tenant_id, s.actions.c.id == action_id,
+                   s.actions.c.erased_at.is_(None), s.actions.c.legal_hold == (not hold))
+            .values(legal_hold=hold)
         ).rowcount
         return bool(n)
 
@@ -250,6 +255,8 @@ class Repo:
             cond.append(s.actions.c.created_at >= flt.created_after)
         if flt.created_before:
             cond.append(s.actions.c.created_at < flt.created_before)
+        if flt.legal_hold is not None:
+            cond.append(s.actions.c.legal_hold == flt.legal_hold)
         total = self.conn.execute(
             sa.select(sa.func.count()).select_from(s.actions).where(*cond)
         ).scalar_one()
@@ -400,6 +407,14 @@ class Repo:
         ).first()
         return _evidence(row._mapping) if row else None
 
+    def get_evidence_seq(self, tenant_id: str, evidence_id: str) -> int | None:
+        """The record sequence number of a receipt, legal hold or erasure (None for others)."""
+        row = self.conn.execute(
+            sa.select(s.evidence.c.tenant_seq).where(s.evidence.c.tenant_id == tenant_id,
+                                                     s.evidence.c.id == evidence_id)
+        ).first()
+        return None if row is None or row[0] is None else int(row[0])
+
     def evidence_for_action(self, tenant_id: str, action_id: str) -> list[Evidence]:
         rows = self.conn.execute(
             sa.select(s.evidence)
@@ -471,8 +486,12 @@ def action_values(a: Action) -> dict[str, Any]:
         "parent_action_id": a.parent_action_id,
         "parent_json": _dumps(a.parent) if a.parent else None,
         "api_key_id": a.api_key_id,
-        "intent_json": _dumps(a.intent),
+        "intent_json": _dumps(a.committed_intent),
         "intent_digest": a.intent_digest,
+        "details_json": None if a.erased_at is not None else _dumps(split_intent(a.intent)[1]),
+        "details_salt": a.details_salt,
+        "erased_at": a.erased_at,
+        "erasure_id": a.erasure_id,
         "decision_json": _dumps(a.decision),
         "idempotency_key": a.idempotency_key,
         "request_hash": a.request_hash,
@@ -493,10 +512,22 @@ def evidence_values(e: Evidence) -> dict[str, Any]:
         "id": e.id, "tenant_id": e.tenant_id, "kind": e.kind, "action_id": e.action_id,
         "envelope_json": _dumps(e.envelope), "envelope_digest": e.envelope_digest,
         "log_index": e.log_index, "timestamp_token": e.timestamp_token, "created_at": e.created_at,
+        "tenant_seq": e.sequence,
     }
 
 
+def merged_intent(committed: dict[str, Any], details_json: str | None) -> dict[str, Any]:
+    """The full intent from the committed one and the stored details; the committed one
+    itself once the details are erased (``details_json`` is NULL)."""
+    if details_json is None:
+        return committed
+    kept = {k: v for k, v in committed.items() if k != COMMITMENTS}
+    kept.update(json.loads(details_json))
+    return kept
+
+
 def _action(m: RowMapping) -> Action:
+    committed = json.loads(m["intent_json"])
     return Action(
         id=m["id"],
         tenant_id=m["tenant_id"],
@@ -505,7 +536,11 @@ def _action(m: RowMapping) -> Action:
         agent_id=m["agent_id"],
         run_id=m["run_id"],
         parent_action_id=m["parent_action_id"],
-        intent=json.loads(m["intent_json"]),
+        intent=merged_intent(committed, m["details_json"]),
+        committed_intent=committed,
+        details_salt=m["details_salt"],
+        erased_at=_utc(m["erased_at"]),
+        erasure_id=m["erasure_id"],
         intent_digest=m["intent_digest"],
         decision=json.loads(m["decision_json"]),
         idempotency_key=m["idempotency_key"],
@@ -561,4 +596,5 @@ def _evidence(m: RowMapping) -> Evidence:
         log_index=m["log_index"],
         created_at=_req_utc(m["created_at"]),
         timestamp_token=bytes(m["timestamp_token"]) if m["timestamp_token"] else None,
+        sequence=m["tenant_seq"],
     )

@@ -37,7 +37,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from warrantor.store import Repo, fastpath
 from warrantor.store import schema as core
-from warrantor.store.repo import _utc
+from warrantor.store.repo import _utc, merged_intent
 from warrantor.store.schema_guard import (
     agent_versions,
     budget_buckets,
@@ -430,12 +430,13 @@ def take_from_bucket(repo: Repo, tenant_id: str, kind: str, key: str, *, fresh_t
 # -- simulation ----------------------------------------------------------------------
 def actions_in_range(repo: Repo, tenant_id: str, start: datetime | None, end: datetime | None,
                      limit: int) -> list[tuple[str, dict[str, Any], dict[str, Any], datetime]]:
-    """Recorded actions (id, canonical intent, decision, created_at), oldest first."""
+    """Recorded actions (id, canonical intent, decision, created_at), oldest first; an action
+    whose details were erased has its committed intent (``evidence.commitments``)."""
     a = core.actions.c
-    q = sa.select(a.id, a.intent_json, a.decision_json, a.created_at).where(a.tenant_id == tenant_id)
+    q = sa.select(a.id, a.intent_json, a.decision_json, a.created_at, a.details_json).where(a.tenant_id == tenant_id)
     if start is not None:
         q = q.where(a.created_at >= start)
     if end is not None:
         q = q.where(a.created_at < end)
     rows = repo.conn.execute(q.order_by(a.created_at, a.id).limit(limit)).all()
-    return [(r[0], json.loads(r[1]), json.loads(r[2]), _utc(r[3]) or r[3]) for r in rows]
+    return [(r[0], merged_intent(json.loads(r[1]), r[4]), json.loads(r[2]), _utc(r[3]) or r[3]) for r in rows]

@@ -91,8 +91,12 @@ actions = sa.Table(
     sa.Column("parent_action_id", sa.String(64)),
     sa.Column("parent_json", sa.Text),
     sa.Column("api_key_id", sa.String(64)),
+    # The committed intent (erasable values replaced by salted digests, evidence/commitments.py);
+    # the values and their salt live apart in details_json / details_salt, which erasure nulls.
     sa.Column("intent_json", sa.Text, nullable=False),
     sa.Column("intent_digest", sa.String(64), nullable=False),
+    sa.Column("details_json", sa.Text),
+    sa.Column("details_salt", sa.String(64)),
     sa.Column("decision_json", sa.Text, nullable=False),
     sa.Column("idempotency_key", sa.String(255)),
     sa.Column("request_hash", sa.String(64), nullable=False),
@@ -103,6 +107,8 @@ actions = sa.Table(
     sa.Column("receipt_id", sa.String(64)),
     sa.Column("execution_json", sa.Text),
     sa.Column("legal_hold", sa.Boolean, nullable=False, default=False),
+    sa.Column("erased_at", TS),  # when details_json, details_salt and the stored response were erased
+    sa.Column("erasure_id", sa.String(64)),  # the erasure receipt that lists this action
     sa.Column("created_at", TS, nullable=False),
     sa.Column("updated_at", TS, nullable=False),
     sa.UniqueConstraint("tenant_id", "idempotency_key"),
@@ -152,7 +158,7 @@ approvals = sa.Table(
     sa.UniqueConstraint("action_id", "approver"),
 )
 
-# Signed envelopes: warrants, receipts and policy activations.
+# Signed envelopes: warrants, receipts, policy activations, legal holds, erasures.
 evidence = sa.Table(
     "evidence",
     metadata,
@@ -165,7 +171,11 @@ evidence = sa.Table(
     sa.Column("log_index", sa.BigInteger, unique=True),
     sa.Column("timestamp_token", sa.LargeBinary),
     sa.Column("created_at", TS, nullable=False),
+    # Receipts, legal holds and erasures: the tenant's gap-free record sequence (1, 2, ...),
+    # also signed inside the statement (store/sequencing.py).
+    sa.Column("tenant_seq", sa.BigInteger),
     sa.Index(None, "tenant_id", "action_id"),
+    sa.UniqueConstraint("tenant_id", "tenant_seq"),
 )
 
 # One append-only log per deployment: the leaf entry is sha256 of the canonical envelope.
@@ -213,4 +223,5 @@ from warrantor.store import (  # noqa: E402, F401
     schema_grants,
     schema_guard,
     schema_humans,
+    schema_records,
 )

@@ -28,6 +28,20 @@ Rules:
   reading it inside the job is a programming error and raises.
 - Outside the writer (one-off transactions, tools, tests) there is no batch: evidence is
   sequenced at once, with the same counter and the same lock (``sequence_now``).
+
+Record sequence numbers (receipts, legal holds, erasure receipts; ``schema_records.py``):
+
+- Each tenant's records are numbered 1, 2, ... with no gap and no duplicate, and the number
+  is inside the signed statement, so a missing record shows as a missing number. A row that
+  needs one carries ``FINISH``: a function of its number that signs the statement and
+  returns ``(envelope_json, envelope_digest)``.
+- The numbers are reserved with the log indices, at the end of the batch: one ``UPDATE
+  record_sequences SET value = value + n ... RETURNING value`` per tenant in the batch, the
+  tenants in sorted order, then the log's. Every writer takes these row locks in that one
+  order and only after its jobs ran, so they cannot close a lock cycle; like ``log_size``
+  they are held until COMMIT, so a rolled-back batch gives its numbers back. The rows are
+  signed right there (one Ed25519 signature each; the statement was canonicalized before,
+  only its number is spliced in).
 """
 
 from __future__ import annotations
@@ -39,9 +53,10 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from warrantor.store import schema as s
-from warrantor.store.fastpath import RawInsert, bump_counter, execute, placeholder
+from warrantor.store.fastpath import RawInsert, bump_counter, execute, fetch_row, placeholder
 
 LOG_SIZE = "log_size"
+FINISH = "_finish"  # a row key: sign with the record sequence number (see the module rules)
 _BATCH_KEY = "warrantor_log_batch"
 _INSERT_EVIDENCE = RawInsert(s.evidence)
 _INSERT_LOG_ENTRY = RawInsert(s.log_entries)
@@ -151,7 +166,38 @@ def reserve(conn: Connection, name: str, n: int) -> int:
     return value - n
 
 
+def reserve_records(conn: Connection, tenant_id: str, n: int) -> int:
+    """Reserve ``n`` record sequence numbers of ``tenant_id``; the first of them. The row
+    lock is held until the transaction ends."""
+    ph = placeholder(conn)
+    sql = f"UPDATE record_sequences SET value = value + {ph} WHERE tenant_id = {ph} RETURNING value"  # noqa: S608
+    row = fetch_row(conn, sql, (n, tenant_id))
+    if row is None:
+        execute(conn, f"INSERT INTO record_sequences (tenant_id, value) VALUES ({ph}, 0) "  # noqa: S608
+                      "ON CONFLICT (tenant_id) DO NOTHING", (tenant_id,))
+        row = fetch_row(conn, sql, (n, tenant_id))
+        if row is None:  # pragma: no cover - the row exists now, inserted here or concurrently
+            raise RuntimeError(f"record sequence of {tenant_id!r} could not be created")
+    return int(row[0]) - n + 1
+
+
+def _number_records(conn: Connection, queued: Sequence[tuple[LogTicket, list[dict[str, Any]], datetime]]) -> None:
+    """Give each row with ``FINISH`` its tenant's next record number and sign it."""
+    by_tenant: dict[str, list[dict[str, Any]]] = {}
+    for _, rows, _ in queued:
+        for row in rows:
+            if FINISH in row:
+                by_tenant.setdefault(row["tenant_id"], []).append(row)
+    for tenant_id in sorted(by_tenant):
+        rows = by_tenant[tenant_id]
+        first = reserve_records(conn, tenant_id, len(rows))
+        for seq, row in enumerate(rows, start=first):
+            row["tenant_seq"] = seq
+            row["envelope_json"], row["envelope_digest"] = row.pop(FINISH)(seq)
+
+
 def _write(conn: Connection, queued: Sequence[tuple[LogTicket, list[dict[str, Any]], datetime]]) -> None:
+    _number_records(conn, queued)
     first = reserve(conn, LOG_SIZE, sum(ticket.count for ticket, _, _ in queued))
     evidence: list[dict[str, Any]] = []
     entries: list[dict[str, Any]] = []

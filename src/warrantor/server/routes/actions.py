@@ -1,4 +1,4 @@
-"""Actions: authorize, read, long-poll, notarize, chain, legal hold, approval codes."""
+"""Actions: authorize, read, long-poll, notarize, chain, approval codes (legal hold: records.py)."""
 
 from __future__ import annotations
 
@@ -95,15 +95,20 @@ def list_actions(
     status: str | None = None,
     created_after: str | None = None,
     created_before: str | None = None,
+    legal_hold: Annotated[str | None, Query(max_length=5)] = None,
 ) -> dict[str, Any]:
     if status is not None and status not in {s.value for s in Status}:
         raise ValidationError(f"expected a known status, got {status!r}", code="INVALID_FILTER")
+    if legal_hold not in (None, "true", "false"):
+        raise ValidationError(f"legal_hold: expected true or false, got {legal_hold!r}", code="INVALID_FILTER",
+                              details={"field": "legal_hold"})
     flt = ActionFilter(
         action_type=action_type,
         agent_id=agent_id,
         status=status,
         created_after=_time(created_after, "created_after"),
         created_before=_time(created_before, "created_before"),
+        legal_hold=None if legal_hold is None else legal_hold == "true",
     )
     return svc.actions.list(caller, flt, page, per_page)
 
@@ -170,12 +175,3 @@ def approval_status(action_id: str, svc: Svc, caller: Caller) -> dict[str, Any]:
 def action_chain(action_id: str, svc: Svc, caller: Caller) -> dict[str, Any]:
     return svc.actions.chain(caller, action_id)
 
-
-@router.post("/v1/actions/{action_id}/hold")
-def set_hold(action_id: str, svc: Svc, caller: Caller) -> dict[str, Any]:
-    return svc.actions.set_legal_hold(caller, action_id, True)
-
-
-@router.delete("/v1/actions/{action_id}/hold")
-def lift_hold(action_id: str, svc: Svc, caller: Caller) -> dict[str, Any]:
-    return svc.actions.set_legal_hold(caller, action_id, False)
