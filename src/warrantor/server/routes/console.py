@@ -136,6 +136,7 @@ def inbox_page(request: Request, svc: Svc) -> Response:
 @router.get("/console/actions")
 def explorer_page(
     request: Request, svc: Svc, status: str = "", action_type: str = "", agent_id: str = "", page: int = 1,
+    legal_hold: str = "",
 ) -> Response:
     us = auth.current_user(request, svc)
     if us is None:
@@ -145,9 +146,11 @@ def explorer_page(
         status=status if status in known else None,
         action_type=action_type.strip()[:200] or None,
         agent_id=agent_id.strip()[:200] or None,
+        legal_hold={"true": True, "false": False}.get(legal_hold),
     )
     data = views.explorer(svc, us, flt, max(1, min(page, 100_000)))
-    filters = {"status": flt.status or "", "action_type": flt.action_type or "", "agent_id": flt.agent_id or ""}
+    filters = {"status": flt.status or "", "action_type": flt.action_type or "", "agent_id": flt.agent_id or "",
+               "legal_hold": legal_hold if flt.legal_hold is not None else ""}
     return _page(request, svc, "actions.html", {"x": data, "filters": filters, "statuses": sorted(known)},
                  us, nav="actions")
 
