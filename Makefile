@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
-	$(PIP) install --quiet -e '.[server,postgres,mcp,openai-agents,langgraph,pydantic-ai,test]'
+	$(PIP) install --quiet -e '.[server,postgres,mcp,openai-agents,langgraph,pydantic-ai,otel,test]'
 	touch $@
 
 install: $(VENV)/.installed

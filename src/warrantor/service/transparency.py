@@ -360,6 +360,7 @@ class Transparency:
                  tsa_root_pem: str | None, witnesses: Sequence[NoteVerifier] = (),
                  integrator: Integrator | None = None, witness_quorum: int = 0) -> None:
         self._store, self._tree, self._keyring = store, tree, keyring
+        self.log_signer = signer  # signs checkpoints (Integrator) and SCITT receipts (service/scitt.py)
         self.log_verifier = signer.verifier()
         self.origin = origin
         self.tsa_root_pem = tsa_root_pem
