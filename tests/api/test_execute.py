@@ -555,3 +555,15 @@ def test_the_async_sdk_executes(env: Env, up: Upstream) -> None:
     assert (result.status, result.status_code) == ("failed", 500)
     assert result.error == {"code": "UPSTREAM_STATUS", "message": "the upstream answered 500"}
 
+
+def test_no_gateway_can_claim_to_be_warrantors_own_executor(env: Env, up: Upstream) -> None:
+    """A receipt whose witness names warrantor-http comes from Warrantor's executor only."""
+    gateway = env.client.post("/v1/api-keys", headers=env.h("admin"), json={"role": "gateway", "agent_id": AGENT})
+    action_id = authorized(env, f"{up.base}/ok")
+    digest_ = "sha256:" + "ab" * 32
+    for label in ("warrantor-http", "Warrantor-HTTP", " warrantor-http "):
+        r = env.client.post(f"/v1/actions/{action_id}/notarize", headers=bearer(gateway.json()["key"]), json={
+            "outcome": "completed", "evidence_grade": "witnessed",
+            "witness": {"request_sha256": digest_, "response_sha256": digest_, "executor": label}})
+        assert r.status_code == 422 and r.json()["details"]["field"] == "witness.executor", (label, r.text)
+    assert status(env, action_id) == "authorized" and up.seen == []
