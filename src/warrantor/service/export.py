@@ -39,10 +39,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from warrantor.domain.clock import isoformat
 from warrantor.domain.model import Action, Approval, Evidence, Principal, Role
@@ -65,7 +66,7 @@ def _b64(data: bytes) -> str:
 
 
 def _line(doc: dict[str, Any]) -> bytes:
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+    return orjson.dumps(doc) + b"\n"  # compact UTF-8 JSON, one line
 
 
 def action_block(action: Action, approvals: list[Approval], warrant: dict[str, Any] | None) -> dict[str, Any]:

@@ -81,11 +81,15 @@ def tenants_with_retention(repo: Repo) -> list[str]:
 def actions_page(
     repo: Repo, tenant_id: str, *, after: tuple[datetime, str] | None, limit: int,
     start: datetime | None = None, before: datetime | None = None, agent_id: str | None = None,
+    open_only: bool = False,
 ) -> list[Action]:
     """Actions of the tenant in ``(created_at, id)`` order after ``after``, created in
-    ``[start, before)``; one keyset page (index ``(tenant_id, created_at)``)."""
+    ``[start, before)`` (with ``open_only``, only those without their final receipt yet);
+    one keyset page (index ``(tenant_id, created_at)``)."""
     a = s.actions.c
     q = sa.select(s.actions).where(a.tenant_id == tenant_id)
+    if open_only:
+        q = q.where(a.receipt_id.is_(None))
     if start is not None:
         q = q.where(a.created_at >= start)
     if before is not None:
@@ -188,15 +192,8 @@ def approvals_for_actions(repo: Repo, tenant_id: str, ids: Sequence[str]) -> dic
 
 def open_actions_page(repo: Repo, tenant_id: str, start: datetime | None, before: datetime,
                       after: tuple[datetime, str] | None, limit: int) -> list[Action]:
-    """Actions created in ``[start, before)`` without their final receipt yet, in keyset pages."""
-    out: list[Action] = []
-    while len(out) < limit:
-        page = actions_page(repo, tenant_id, after=after, limit=limit, start=start, before=before)
-        out += [a for a in page if a.receipt_id is None]
-        if len(page) < limit:
-            break
-        after = (page[-1].created_at, page[-1].id)
-    return out[:limit]
+    """Actions created in ``[start, before)`` without their final receipt yet, one keyset page."""
+    return actions_page(repo, tenant_id, after=after, limit=limit, start=start, before=before, open_only=True)
 
 
 # -- the audit outbox (WARRANTOR_AUDIT_FILE) ---------------------------------------------
