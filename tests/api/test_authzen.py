@@ -420,3 +420,21 @@ def test_the_well_known_metadata_names_both_endpoints(env: Env) -> None:
     }
     for url in (metadata["access_evaluation_endpoint"], metadata["access_evaluations_endpoint"]):
         assert ask(env, request(), path=url.removeprefix(base)).json()["decision"] is True
+
+
+def test_the_pipelines_own_refusals_name_the_authzen_field(env: Env) -> None:
+    """A payload the bundle's schema refuses, or approvers that are no address, are the
+    pipeline's 422s; their details.field is where the AuthZEN request carried the value."""
+    r = ask(env, request({"amount_minor": "lots", "currency": "EUR", "beneficiary": "ACME GmbH"}))
+    assert r.status_code == 422, r.text
+    assert r.json()["details"]["field"].startswith("context.payload.amount_minor")
+    body = request()
+    del body["context"]["payload"]
+    body["action"]["properties"] = {"currency": "EUR", "beneficiary": "ACME GmbH"}
+    r = ask(env, body)
+    assert r.status_code == 422 and r.json()["details"]["field"].startswith("action.properties.amount_minor")
+    r = ask(env, _with("context.approvers", ["not an address\r\n"]))
+    assert r.status_code == 422 and r.json()["details"]["field"].startswith("context.approvers"), r.json()
+    batch = _three([WIRE, {"amount_minor": "lots", "currency": "EUR", "beneficiary": "X"}], "execute_all")
+    error = ask(env, batch, path=EVALUATIONS).json()["evaluations"][1]["context"]["error"]
+    assert error["status"] == 422 and error["details"]["field"].startswith("evaluations[1].context.payload")

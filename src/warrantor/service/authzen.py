@@ -25,7 +25,8 @@ is that item's ``false`` with ``context.error`` ``{status, code, message}``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from warrantor.domain.lifecycle import Status
@@ -45,10 +46,24 @@ _HELD = (Status.PENDING_APPROVAL, Status.PENDING_CONFIRMATION)
 
 @dataclass(frozen=True)
 class Evaluation:
-    """One access evaluation as the pipeline's input."""
+    """One access evaluation as the pipeline's input; ``paths`` names, for each field of
+    the intent, where the AuthZEN request carried it (``payload`` -> ``context.payload``),
+    so that an error the pipeline raises names the caller's field."""
 
     intent: Intent
     idempotency_key: str | None = None
+    paths: Mapping[str, str] = field(default_factory=dict)
+
+    def located(self, exc: WarrantorError) -> WarrantorError:
+        """``exc`` with ``details.field`` as the AuthZEN request spells it."""
+        where = exc.details.get("field") if exc.details else None
+        if not isinstance(where, str) or not where:
+            return exc
+        head = where.split(".", 1)[0].split("[", 1)[0]  # payload.amount_minor, approvers[0]
+        if head not in self.paths:
+            return exc
+        exc.details = {**exc.details, "field": self.paths[head] + where[len(head):]}
+        return exc
 
 
 @dataclass(frozen=True)
@@ -70,7 +85,11 @@ class AccessEvaluator:
 
     async def evaluate(self, principal: Principal, evaluation: Evaluation) -> Decided:
         """One evaluation, recorded; a ``WarrantorError`` (bad input, rate limit) propagates."""
-        outcome = await self._authorizer.authorize_async(principal, evaluation.intent, evaluation.idempotency_key)
+        try:
+            outcome = await self._authorizer.authorize_async(principal, evaluation.intent,
+                                                             evaluation.idempotency_key)
+        except WarrantorError as exc:
+            raise evaluation.located(exc) from None
         decided = _from_outcome(outcome)
         if evaluation.idempotency_key is not None and principal.tenant_id is not None:
             decided = self._current(principal.tenant_id, decided)

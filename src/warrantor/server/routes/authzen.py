@@ -41,6 +41,7 @@ from warrantor.server.deps import Caller, Svc
 from warrantor.server.routes.actions import intent_from
 from warrantor.server.schemas import ActionIn
 from warrantor.service.authzen import EXECUTE_ALL, SEMANTICS, AccessEvaluator, Decided, Evaluation
+from warrantor.service.intent import Intent
 from warrantor.service.tenancy import require_role
 
 MAX_EVALUATIONS = 100
@@ -76,7 +77,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "a missing or malformed field (INVALID_SUBJECT, ..., details.field) or malformed JSON"},
     401: {"description": "no or an unknown API key"},
     403: {"description": "FORBIDDEN_ROLE (app, auditor keys), AGENT_MISMATCH (another agent than the key's)"},
+    404: {"description": "context.parent_action_id names no action of this tenant"},
+    409: {"description": "DUPLICATE_REQUEST: context.idempotency_key was used for another request"},
     415: {"description": "a Content-Type other than JSON"},
+    422: {"description": "a value the pipeline refuses (e.g. the payload for the bundle's schema)"},
+    429: {"description": "RATE_LIMITED (single evaluation; in a batch it is that item's error)"},
 }
 
 
@@ -129,9 +134,10 @@ def _string(obj: dict[str, Any], key: str, entity: str, path: str) -> str:
     return value
 
 
-def to_evaluation(item: dict[str, Any], at: str = "") -> tuple[ActionIn, str]:
-    """The ``POST /v1/actions`` body an AuthZEN evaluation stands for, and the subject id;
-    400 naming the field (prefixed with ``at``, e.g. ``evaluations[2].``) otherwise."""
+def to_evaluation(item: dict[str, Any], at: str = "") -> tuple[ActionIn, str, dict[str, str]]:
+    """The ``POST /v1/actions`` body an AuthZEN evaluation stands for, the subject id and
+    where each of its fields came from; 400 naming the field (prefixed with ``at``, e.g.
+    ``evaluations[2].``) otherwise."""
     subject = _object(item.get("subject"), "subject", at + "subject")
     action = _object(item.get("action"), "action", at + "action")
     resource = _object(item.get("resource"), "resource", at + "resource")
@@ -158,18 +164,19 @@ def to_evaluation(item: dict[str, Any], at: str = "") -> tuple[ActionIn, str]:
     rest = {k: v for k, v in context.items() if k != "payload" and k not in _CONTEXT_FIELDS}
     if rest:
         fields["context"] = rest
+    paths = {"agent_id": "subject.id", "action_type": "action.name", "resource": "resource",
+             **{k: f"context.{k}" for k in (*_CONTEXT_FIELDS, "context")}, **sources}
     try:
-        return ActionIn.model_validate(fields), agent
+        body = ActionIn.model_validate(fields)
     except SchemaError as exc:
-        raise _schema_problem(exc, sources, at) from exc
+        raise _schema_problem(exc, paths, at) from exc
+    return body, agent, {k: at + v for k, v in paths.items()}
 
 
-def _schema_problem(exc: SchemaError, sources: dict[str, str], at: str) -> ValidationError:
+def _schema_problem(exc: SchemaError, paths: dict[str, str], at: str) -> ValidationError:
     error = exc.errors()[0]
     loc = [str(p) for p in error.get("loc", ())]
     field = loc[0] if loc else ""
-    paths = {"agent_id": "subject.id", "action_type": "action.name", "resource": "resource",
-             **{k: f"context.{k}" for k in (*_CONTEXT_FIELDS, "context")}, **sources}
     path = ".".join([paths.get(field, field), *loc[1:]]) if field else "(body)"
     if field == "context":  # the other context keys, given back under their own names
         path = ".".join(["context", *loc[1:]])
@@ -177,12 +184,16 @@ def _schema_problem(exc: SchemaError, sources: dict[str, str], at: str) -> Valid
 
 
 def _evaluation(item: dict[str, Any], principal_agent: str | None, at: str = "") -> Evaluation:
-    body, agent = to_evaluation(item, at)
+    body, agent, paths = to_evaluation(item, at)
     if principal_agent is not None and agent != principal_agent:
         raise PermissionDeniedError(
             f"{at}subject.id: expected {principal_agent!r} (the agent this key is bound to), got {agent!r}",
             code="AGENT_MISMATCH", details={"field": f"{at}subject.id"})
-    return Evaluation(intent_from(body), body.idempotency_key)
+    try:
+        intent = intent_from(body)  # approvers are parsed here (422 APPROVER_INVALID)
+    except ValidationError as exc:
+        raise Evaluation(Intent(body.action_type), paths=paths).located(exc) from None
+    return Evaluation(intent, body.idempotency_key, paths)
 
 
 def _answer(decision: dict[str, Any]) -> Response:
