@@ -127,10 +127,11 @@ def test_bad_input_is_4xx_problem_never_500(env: Env) -> None:
     assert env.client.get("/v1/actions", headers=env.h("admin")).json()["pagination"]["total"] == 0
 
 
-def test_payload_that_breaks_the_schema_is_denied_fail_closed(env: Env) -> None:
+def test_payload_that_breaks_the_schema_is_refused_as_bad_input_and_not_recorded(env: Env) -> None:
     r = env.authorize(payload={**WIRE, "memo": "unexpected field"})
-    assert r.status_code == 403
-    assert r.json()["details"]["reason"] == "POLICY_ERROR"
+    assert (r.status_code, r.json()["code"]) == (422, "PAYLOAD_SCHEMA_MISMATCH")
+    assert r.json()["details"]["field"] == "payload.memo"
+    assert env.client.get("/v1/actions", headers=env.h("admin")).json()["pagination"]["total"] == 0
 
 
 def test_list_filters_and_pagination(env: Env) -> None:

@@ -79,15 +79,18 @@ def test_intents_the_api_refuses_or_that_need_a_server_are_errors(tmp_path: Path
          "expect": {"effect": "allow"}},
         {"name": "under a grant", "intent": {"action_type": "refund", "authorization_id": "auth_x", "scope": "refunds",
                                              "resource": "order:1", "payload": {}}, "expect": {"effect": "allow"}},
+        {"name": "amount as text", "expect": {"effect": "deny"},
+         "intent": {"action_type": "wire_transfer", "payload": {**WIRE, "amount_minor": "1000"}}},
     ])
     code, out, _ = _test(capsys, cases, "--json")
     assert code == 1
     result = json.loads(out)
-    assert result["errors"] == 3
+    assert result["errors"] == 4
     errors = [c["error"] for c in result["cases"]]
     assert "INVALID_INTENT" in errors[0]  # a float: the policy stage's own refusal (422)
     assert errors[1].startswith("intent.amount:")
     assert "needs server state" in errors[2]
+    assert errors[3].startswith("PAYLOAD_SCHEMA_MISMATCH: payload.amount_minor: expected Long, got string")
 
 
 def test_decisions_are_the_servers_evaluate_decisions(env: Env, capsys: Any) -> None:

@@ -18,7 +18,11 @@ policy that failed at run time in ``errors``; the bundle's own annotations then 
 
 Requests are evaluated with the bundle's schema, so a context that does not match the
 action's declared context (an undeclared action type, a payload attribute of the wrong
-type or not declared) is an error, hence a deny. Policy set, schema and the empty entity
+type or not declared) is an error, hence a deny. When Cedar refuses to build the request
+because its *context* breaks the schema, the decision also carries ``mismatch``: the first
+field that does, and the type the schema declares (:mod:`~warrantor.policy.context_types`),
+so that the live pipeline can refuse it as bad input (422 ``PAYLOAD_SCHEMA_MISMATCH``)
+rather than record a denial; replay still sees the same deny. Policy set, schema and the empty entity
 store are parsed once in the constructor. The shadow set is the bundle's text with each
 ``forbid`` effect keyword replaced by ``permit`` (same length, so positions do not move),
 parsed by Cedar's text parser: never through Cedar's JSON form, whose conversion recurses
@@ -37,12 +41,14 @@ import cedarpy
 from warrantor.evidence.canonical import digest
 from warrantor.policy._scan import policy_head, scan
 from warrantor.policy.bundle import MAX_NESTING, PolicyBundle, PolicyInfo
+from warrantor.policy.context_types import Mismatch, Type, context_types, first_mismatch
 from warrantor.policy.normalize import PolicyInput
 
 PRECEDENCE = ("deny", "require_approval", "confirm", "allow")
 POLICY_ERROR = "POLICY_ERROR"
 NO_MATCHING_PERMIT = "NO_MATCHING_PERMIT"
 _POLICY_REF = re.compile(r"`(policy\d+)`")
+_BUILD_FAILED = "failed to build request"  # cedarpy: the request does not fit the schema
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,7 @@ class PolicyDecision:
     effect: str  # allow | deny | require_approval | confirm
     rules: tuple[RuleMatch, ...]  # deciding rules first, then the other matches
     errors: tuple[str, ...] = ()
+    mismatch: Mismatch | None = None  # the request's context breaks the schema (then effect is deny)
 
     @property
     def reason(self) -> str:
@@ -111,11 +118,12 @@ class PolicyDecision:
         }
 
 
-def _error_decision(errors: list[str], matched: tuple[RuleMatch, ...] = ()) -> PolicyDecision:
+def _error_decision(errors: list[str], matched: tuple[RuleMatch, ...] = (),
+                    mismatch: Mismatch | None = None) -> PolicyDecision:
     rule = RuleMatch(
         POLICY_ERROR, "deny", POLICY_ERROR, "policy evaluation failed: " + "; ".join(errors)
     )
-    return PolicyDecision("deny", (rule, *matched), tuple(errors))
+    return PolicyDecision("deny", (rule, *matched), tuple(errors), mismatch)
 
 
 class PolicyEngine:
@@ -131,6 +139,7 @@ class PolicyEngine:
         self._entities = cedarpy.Entities.from_json_str("[]", self._schema)
         self._info = {p.cedar_id: p for p in bundle.policies}
         self._names = {p.cedar_id: p.id for p in bundle.policies}
+        self._contexts: dict[str, Type] | None = None  # read from the schema when first needed
 
     def evaluate(self, inp: PolicyInput) -> PolicyDecision:
         try:
@@ -145,8 +154,24 @@ class PolicyEngine:
         except Exception as exc:
             return _error_decision([f"{type(exc).__name__}: {exc}"])
         if errors:
-            return _error_decision(errors, matched)
+            return _error_decision(errors, matched, self._mismatch(inp, errors))
         return _decide(matched)
+
+    def _mismatch(self, inp: PolicyInput, errors: list[str]) -> Mismatch | None:
+        """The field that breaks the schema, when Cedar could not build the request because
+        of its context (an undeclared action or principal type is the policy's answer, not
+        a malformed request, and stays a plain deny)."""
+        if not any(e.startswith(_BUILD_FAILED) and "context" in e for e in errors):
+            return None
+        try:
+            if self._contexts is None:
+                self._contexts = context_types(self.bundle.schema)
+            declared = self._contexts.get(inp.action_type)
+            found = first_mismatch(declared, inp.context) if declared is not None else None
+        except Exception:  # the explanation is best effort; the refusal is Cedar's
+            found = None
+        return found or Mismatch("payload", f"the context the bundle's schema declares for {inp.action_type}",
+                                 "a value that does not fit it")
 
     def _matches(self, reasons: list[str]) -> tuple[RuleMatch, ...]:
         infos = sorted(

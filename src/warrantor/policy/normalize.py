@@ -20,9 +20,10 @@ Payload values are converted to Cedar values, or rejected with ``ValueError``:
 
 - objects become records, lists become Sets (order and duplicates are lost: Cedar has no
   lists), strings, booleans and integers stay as they are;
-- **floats are rejected**: Cedar has no floating point, and silently rounding an amount
+- **fractions are rejected**: Cedar has no floating point, and silently rounding an amount
   would change what a policy compares. Send money as integer minor units (``amount_minor``)
-  and other fractional values as strings;
+  and other fractional values as strings. A number with a zero fraction (``6000000.0``) is
+  an integer, as JSON Schema and RFC 8785 (which writes it ``6000000``) say;
 - integers must lie within +-(2**53 - 1): Cedar's ``Long`` is wider, but the input must
   canonicalize under RFC 8785 for the ``evaluation_hash``;
 - ``null`` members of an object are dropped (so ``has`` sees them as absent); ``null``
@@ -112,6 +113,8 @@ def to_cedar_value(value: Any, path: str = "payload", depth: int = 0) -> Any:
         if abs(value) > MAX_SAFE_INT:
             raise ValueError(f"{path}: expected an integer within +-(2**53 - 1), got {value}")
         return value
+    if isinstance(value, float) and value.is_integer() and abs(value) <= MAX_SAFE_INT:
+        return int(value)  # JSON Schema's integer, and RFC 8785 writes it as one: 6000000.0 is 6000000
     if isinstance(value, float):
         raise ValueError(
             f"{path}: floats are not supported by Cedar; send amounts as integer minor units"

@@ -7,6 +7,7 @@ re-evaluated exactly as it was made.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from warrantor.domain.approvers import TENANT_ADMINS
@@ -20,6 +21,8 @@ from warrantor.policy.normalize import PolicyInput, build_input
 from warrantor.service.intent import Intent
 from warrantor.service.pipeline import Draft, Facts
 from warrantor.service.policies import ActivePolicy
+
+_FIELD = re.compile(r"[A-Za-z_][\w]*(\.[^.\s:\[\]]+|\[\d+\]|\[\])*")  # payload.a[0].b: where a message starts
 
 
 def detectors_stage(draft: Draft, intent: Intent, facts: Facts) -> str:
@@ -71,6 +74,13 @@ def policy_stage(draft: Draft, intent: Intent, facts: Facts) -> str:
         )
         return "deny"
     decision, inp = decide(intent, enforce)
+    if decision.mismatch is not None:  # bad input, not a decision: refused before anything is recorded
+        m = decision.mismatch
+        raise ValidationError(
+            m.message, code="PAYLOAD_SCHEMA_MISMATCH",
+            details={"field": m.field, "expected": m.expected, "got": m.got,
+                     "action_type": intent.action_type, "bundle_hash": enforce.bundle.hash},
+        )
     draft.policy = {"bundle_hash": enforce.bundle.hash, "mode": "enforce"}
     draft.evaluation_hash = evaluation_hash(enforce.bundle.hash, inp, decision)
     draft.rules = [r.to_dict() for r in decision.rules]
@@ -110,7 +120,9 @@ def decide(intent: Intent, active: ActivePolicy) -> tuple[PolicyDecision, Policy
             model_version=intent.model_version or "",
         )
     except (ValueError, EndpointError) as exc:
-        raise ValidationError(str(exc), code="INVALID_INTENT") from exc
+        field = str(exc).split(":", 1)[0] if ":" in str(exc) else ""
+        raise ValidationError(str(exc), code="INVALID_INTENT",
+                              details={"field": field} if _FIELD.fullmatch(field) else None) from exc
     return active.compiled.engine.evaluate(inp), inp
 
 
