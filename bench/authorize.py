@@ -59,8 +59,8 @@ def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
 
 def group_commit_stats(base: str) -> dict[str, float]:
     text = httpx.get(f"{base}/metrics").text
-    batches = float(re.search(r"^warrantor_store_write_batches ([\d.e+]+)$", text, re.M).group(1))  # type: ignore[union-attr]
-    jobs = float(re.search(r"^warrantor_store_write_jobs ([\d.e+]+)$", text, re.M).group(1))  # type: ignore[union-attr]
+    batches = float(re.search(r"^warrantor_store_write_batches_total ([\d.e+]+)$", text, re.M).group(1))  # type: ignore[union-attr]
+    jobs = float(re.search(r"^warrantor_store_write_jobs_total ([\d.e+]+)$", text, re.M).group(1))  # type: ignore[union-attr]
     return {"batches": batches, "jobs": jobs, "jobs_per_batch": jobs / batches if batches else 0.0}
 
 

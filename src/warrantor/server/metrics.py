@@ -1,11 +1,19 @@
-"""Prometheus metrics, one registry per app (no module-level singletons)."""
+"""Prometheus metrics, one registry per app (no module-level singletons).
+
+Every counter is exposed with the ``_total`` suffix (``warrantor_http_requests_total``,
+``warrantor_decisions_total``, ``warrantor_store_write_batches_total``, ...), as the
+exposition format and ``promtool check metrics`` want; gauges and histograms keep their
+names. docs/operations.md lists them all.
+"""
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 
 class Metrics:
@@ -24,12 +32,8 @@ class Metrics:
             "warrantor_decisions", "Authorization decisions by effect and stage",
             ["effect", "stage"], registry=self.registry,
         )
-        self.write_batches = Gauge(
-            "warrantor_store_write_batches", "Group-commit batches committed", registry=self.registry
-        )
-        self.write_jobs = Gauge(
-            "warrantor_store_write_jobs", "Writes committed through group commit", registry=self.registry
-        )
+        self.store_writes = _StoreWrites()  # counters the store keeps itself, read at each scrape
+        self.registry.register(self.store_writes)
         self.integration_latency = Histogram(
             "warrantor_log_integration_latency_seconds",
             "Time from sequencing a log entry to its inclusion in a signed checkpoint",
@@ -47,3 +51,18 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _StoreWrites(Collector):
+    """The group commit's own running counts (batches, jobs) as Prometheus counters; their
+    ratio is the batch size. ``source`` is set by the app factory."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], tuple[int, int]] | None = None
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        if self.source is None:
+            return
+        batches, jobs = self.source()
+        yield CounterMetricFamily("warrantor_store_write_batches", "Group-commit batches committed", value=batches)
+        yield CounterMetricFamily("warrantor_store_write_jobs", "Writes committed through group commit", value=jobs)

@@ -7,14 +7,17 @@ become a bare 500 that leaks nothing but the request id (the log has the rest).
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from warrantor.errors import WarrantorError
 
@@ -78,9 +81,14 @@ def install(app: FastAPI) -> None:
     async def _warrantor(request: Request, exc: WarrantorError) -> Response:
         if exc.status >= 500:
             log.error("request %s failed: %s", request_id_of(request), exc, exc_info=exc)
+        headers = dict(exc.headers)
+        if exc.status == 401 and "WWW-Authenticate" not in headers:
+            headers["WWW-Authenticate"] = bearer_challenge(exc.code)
+        elif exc.status == 403 and exc.code == "FORBIDDEN_ROLE" and request.headers.get("authorization"):
+            headers.setdefault("WWW-Authenticate", bearer_challenge("insufficient_scope"))
         return problem_response(
             exc.status, exc.code, exc.message, request_id_of(request),
-            title=exc.title, details=exc.details or None, headers=exc.headers or None,
+            title=exc.title, details=exc.details or None, headers=headers or None,
         )
 
     @app.exception_handler(RequestValidationError)
@@ -94,20 +102,30 @@ def install(app: FastAPI) -> None:
                 request_id_of(request), title="Unsupported media type",
             )
         if any(e["type"] in ("json_invalid", "json_type") for e in errors):
+            where = _json_error_position(request)
+            at = f" at line {where['line']}, column {where['column']}" if where else ""
             return problem_response(
-                400, "MALFORMED_JSON", "expected a JSON object as the request body: " + errors[0]["msg"],
-                request_id_of(request), title="Malformed JSON", details={"errors": errors},
+                400, "MALFORMED_JSON", f"expected a JSON object as the request body{at}: " + _json_reason(exc),
+                request_id_of(request), title="Malformed JSON", details={**where, "errors": errors},
             )
-        summary = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:5])
+        summary = "; ".join(f"{field_path(e['loc']) or '(body)'}: {e['msg']}" for e in errors[:5])
+        first: dict[str, Any] = errors[0] if errors else {"loc": [], "type": ""}
+        details: dict[str, Any] = {"field": field_path(first["loc"])}
+        if expected := _EXPECTED.get(str(first["type"])):
+            details["expected"] = expected
         return problem_response(
             422, "VALIDATION_ERROR", summary, request_id_of(request),
-            title="Invalid request", details={"errors": errors},
+            title="Invalid request", details={**details, "errors": errors},
         )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         code = _HTTP_CODES.get(exc.status_code, f"HTTP_{exc.status_code}")
-        return problem_response(exc.status_code, code, str(exc.detail), request_id_of(request))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # every method the path serves, not only the first route's
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return problem_response(exc.status_code, code, str(exc.detail), request_id_of(request),
+                                headers=headers or None)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -119,5 +137,87 @@ def install(app: FastAPI) -> None:
 
 
 def _error(e: Any) -> dict[str, Any]:
-    loc = [p for p in e.get("loc", ()) if p != "body"]
+    loc = list(e.get("loc", ()))
+    if loc[:1] == ["body"]:
+        loc = loc[1:]
     return {"loc": loc, "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+
+
+# The JSON type a pydantic error type asks for, for ``details.expected``.
+_EXPECTED = {
+    "missing": "a value (the field is required)",
+    "int_type": "integer", "int_parsing": "integer", "int_from_float": "integer",
+    "string_type": "string", "bool_type": "boolean", "bool_parsing": "boolean",
+    "dict_type": "object", "model_type": "object", "model_attributes_type": "object",
+    "list_type": "array", "float_type": "number", "literal_error": "one of the listed values",
+    "extra_forbidden": "no such field (unknown fields are refused)",
+}
+
+
+def field_path(loc: list[Any] | tuple[Any, ...]) -> str:
+    """A pydantic location as a JSON path: ``["scopes", 0, "scope"]`` -> ``scopes[0].scope``;
+    a query, path or header parameter is named without its location."""
+    parts = list(loc)
+    if parts[:1] in (["query"], ["path"], ["header"], ["cookie"]):
+        parts = parts[1:]
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _json_error_position(request: Request) -> dict[str, int]:
+    """Line and column (1-based) of the first syntax error in the request body, which the
+    middleware kept (``scope.state.raw_body``); empty if it is not at hand."""
+    body = request.scope.get("state", {}).get("raw_body")
+    if not isinstance(body, bytes):
+        return {}
+    try:
+        json.loads(body)
+    except json.JSONDecodeError as exc:
+        return {"line": exc.lineno, "column": exc.colno}
+    except (UnicodeDecodeError, RecursionError, ValueError):
+        return {}
+    return {}
+
+
+def _json_reason(exc: RequestValidationError) -> str:
+    for e in exc.errors():
+        ctx = e.get("ctx") or {}
+        if ctx.get("error"):
+            return str(ctx["error"])
+    return str(exc.errors()[0].get("msg", "")) if exc.errors() else "not JSON"
+
+
+BEARER_CHALLENGE = 'Bearer realm="warrantor"'
+# A console session: not a registered HTTP authentication scheme, but RFC 9110 wants a
+# challenge on every 401, and this one says where a session comes from.
+SESSION_CHALLENGE = 'Session realm="warrantor", cookie="warrantor_session", login="/v1/sessions"'
+
+
+def bearer_challenge(code: str) -> str:
+    """``WWW-Authenticate`` for a 401 (RFC 9110 section 11.6.1) in RFC 6750's terms: no
+    ``error`` when no key was sent, ``invalid_token`` for an unknown or revoked one, and
+    ``insufficient_scope`` (on a 403) for a key whose role may not call the route. The
+    console's own 401s (no session, a wrong password) challenge for a session instead."""
+    if code in ("HUMAN_SESSION_REQUIRED", "INVALID_CREDENTIALS"):
+        return SESSION_CHALLENGE
+    if code == "INVALID_API_KEY":
+        return f'{BEARER_CHALLENGE}, error="invalid_token", error_description="the API key is unknown or revoked"'
+    if code == "insufficient_scope":
+        return f'{BEARER_CHALLENGE}, error="insufficient_scope", error_description="the role does not allow this"'
+    return BEARER_CHALLENGE
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods routes serve at the request's path (for ``Allow`` on a 405). A path that
+    a route names literally (``/v1/policies/evaluate``) is that resource, as in OpenAPI,
+    not also an instance of a template that would match it (``/v1/policies/{bundle_hash}``)."""
+    literal: set[str] = set()
+    templated: set[str] = set()
+    scope = {**request.scope, "type": "http"}
+    for route in iter_route_contexts(request.app.router.routes):
+        match, _ = route.matches(scope)
+        if match is not Match.NONE:
+            (templated if "{" in (route.path_format or "") else literal).update(route.methods or ())
+    return sorted(literal or templated)

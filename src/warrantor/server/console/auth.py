@@ -27,6 +27,7 @@ from warrantor.domain.clock import random_token
 from warrantor.domain.model import Role
 from warrantor.errors import AuthenticationError, PermissionDeniedError
 from warrantor.server.deps import Svc, authenticate
+from warrantor.server.problems import BEARER_CHALLENGE, SESSION_CHALLENGE
 from warrantor.service.tenancy import require_role
 from warrantor.service.users import SESSION_MAX_AGE, NewSession, UserSession
 
@@ -104,7 +105,11 @@ def admin_tenant(request: Request, svc: Svc) -> str:
     """The tenant of a tenant-admin API key or of a logged-in admin (with CSRF header)."""
     if request.headers.get("authorization"):
         return require_role(authenticate(request), Role.ADMIN)
-    us = human(request, svc)
+    try:
+        us = human(request, svc)
+    except AuthenticationError as exc:  # neither a key nor a session: either one will do
+        exc.headers["WWW-Authenticate"] = f"{BEARER_CHALLENGE}, {SESSION_CHALLENGE}"
+        raise
     if not us.is_admin:
         raise PermissionDeniedError(f"expected a user with role admin, got {', '.join(us.user.roles)}",
                                     code="FORBIDDEN_ROLE")

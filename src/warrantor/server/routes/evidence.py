@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
@@ -23,6 +23,7 @@ from warrantor.domain.model import Role
 from warrantor.errors import ValidationError
 from warrantor.evidence.proofs import ProofBundle, TrustBundle, timestamp_fields
 from warrantor.server.deps import Caller, Svc
+from warrantor.server.schemas import Strict
 from warrantor.service.confirm_execution import DEFAULT_WINDOW_SECONDS, MAX_WINDOW_SECONDS
 from warrantor.service.tenancy import require_role
 from warrantor.verify import verify_bundle
@@ -36,7 +37,7 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-class _Strict(BaseModel):
+class _Strict(Strict):  # integral floats count as integers (schemas.Strict)
     model_config = ConfigDict(extra="forbid", strict=True)
 
 

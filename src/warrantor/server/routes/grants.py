@@ -10,16 +10,17 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from warrantor.server.deps import Caller, Svc
+from warrantor.server.schemas import Strict
 
 router = APIRouter(tags=["grants"])
 
 _ID = r"^[A-Za-z0-9][A-Za-z0-9_.:@\-]*$"
 
 
-class _Strict(BaseModel):
+class _Strict(Strict):  # integral floats count as integers (schemas.Strict)
     model_config = ConfigDict(extra="forbid", strict=True)
 
 

@@ -12,18 +12,19 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from warrantor.domain.clock import parse_time
 from warrantor.errors import ValidationError
 from warrantor.server.deps import Caller, Svc
+from warrantor.server.schemas import Strict
 
 router = APIRouter(tags=["guardrails"])
 
 _ID = r"^[A-Za-z0-9][A-Za-z0-9_.:@\-]*$"
 
 
-class _Strict(BaseModel):
+class _Strict(Strict):  # integral floats count as integers (schemas.Strict)
     model_config = ConfigDict(extra="forbid", strict=True)
 
 

@@ -79,7 +79,4 @@ def readyz(request: Request, svc: Svc) -> Response:
 
 @router.get("/metrics", tags=["ops"])
 def metrics(request: Request, svc: Svc) -> Response:
-    m = request.app.state.metrics
-    m.write_batches.set(svc.store.db.batches)
-    m.write_jobs.set(svc.store.db.jobs)
-    return Response(m.render(), media_type="text/plain; version=0.0.4")
+    return Response(request.app.state.metrics.render(), media_type="text/plain; version=0.0.4")
