@@ -12,6 +12,7 @@ import jsonschema
 import pytest
 
 from support import WIRE, Env, bearer
+from warrantor.demo import demo_bundle
 
 EVALUATION = "/access/v1/evaluation"
 EVALUATIONS = "/access/v1/evaluations"
@@ -438,3 +439,26 @@ def test_the_pipelines_own_refusals_name_the_authzen_field(env: Env) -> None:
     batch = _three([WIRE, {"amount_minor": "lots", "currency": "EUR", "beneficiary": "X"}], "execute_all")
     error = ask(env, batch, path=EVALUATIONS).json()["evaluations"][1]["context"]["error"]
     assert error["status"] == 422 and error["details"]["field"].startswith("evaluations[1].context.payload")
+
+
+def _activate(env: Env, config: dict[str, Any]) -> None:
+    r = env.client.post("/v1/policies", json={**demo_bundle(), "config": config}, headers=env.h("admin"))
+    assert r.status_code == 201, r.text
+    r = env.client.post(f"/v1/policies/{r.json()['bundle_hash']}/activate", headers=env.h("admin"))
+    assert r.status_code == 200, r.text
+
+
+def test_budgets_and_rate_limits_apply_to_evaluations(env: Env) -> None:
+    _activate(env, {"budgets": [{"id": "one", "metric": "count", "scope": "tenant", "window": "1d", "limit": 1,
+                                 "on_exceed": "deny"}]})
+    assert ask(env, request()).json()["decision"] is True
+    over = ask(env, request()).json()
+    assert over["decision"] is False and over["context"]["code"] == "CUMULATIVE_BUDGET_EXCEEDED"
+    assert over["context"]["halt"]["limit"] == 1 and over["context"]["receipt_id"]
+
+    _activate(env, {"rate_limits": {"per_key": {"rate_per_second": 0.01, "burst": 1}}})
+    assert ask(env, request()).json()["decision"] is True
+    r = ask(env, request())
+    assert r.status_code == 429 and r.json()["code"] == "RATE_LIMITED" and "retry-after" in r.headers
+    batch = ask(env, _three([WIRE, WIRE], "execute_all"), path=EVALUATIONS).json()
+    assert [e["context"]["error"]["code"] for e in batch["evaluations"]] == ["RATE_LIMITED", "RATE_LIMITED"]

@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import cbor2
@@ -210,3 +212,20 @@ def test_exports_sign_but_log_nothing(env: Env) -> None:
         assert export(env, "warrant", warrant_id, fmt=fmt).status_code == 200
     with env.services.store.read() as repo:
         assert repo.counter("log_size") == before
+
+
+def test_the_docs_example_runs_as_written(env: Env, tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "scitt.md").read_text()
+    [block] = re.findall(r"```python\n(.*?)```", text, re.S)
+    receipt_id = denied_receipt(env)
+    (tmp_path / "trust.json").write_text(json.dumps(trust(env)))
+    (tmp_path / "receipt.scitt").write_bytes(export(env, "receipt", receipt_id, role="auditor").content)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "docs/scitt.md", "exec"), {})
+    assert capsys.readouterr().out.strip() == "urn:warrantor:predicate:receipt:v1"
+    # And it refuses a statement whose payload was changed.
+    raw = (tmp_path / "receipt.scitt").read_bytes()
+    (tmp_path / "receipt.scitt").write_bytes(raw.replace(b'"payloadType"', b'"payloadtype"'))
+    with pytest.raises(AssertionError):
+        exec(compile(block, "docs/scitt.md", "exec"), {})
