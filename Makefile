@@ -57,7 +57,8 @@ bench: install-test
 	fi
 	$(PY) bench/run.py $(BENCH_FLAGS)
 
-## Fuzz the whole HTTP API from its OpenAPI document: no input may produce a 5xx.
+## Fuzz the whole HTTP API from its OpenAPI document with schemathesis's conformance checks (statuses,
+## content types, response schemas and headers, Allow, auth, no 5xx): docs/api.md, scripts/schemathesis.toml.
 fuzz: install-test
 	$(PIP) install --quiet -e '.[server,postgres,test,fuzz]'
 	scripts/fuzz_api.sh

@@ -18,6 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from support import WIRE, Env
+from warrantor.demo import demo_bundle
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 
@@ -209,3 +210,15 @@ def test_genuine_evaluation_errors_stay_fail_closed_denials_with_a_receipt(env: 
     r = env.authorize(action_type="delete_database", payload={})
     assert (r.status_code, r.json()["code"]) == (403, "POLICY_DENIED")
     assert r.json()["details"]["reason"] == "POLICY_ERROR" and r.json()["details"]["receipt_id"]
+
+
+def test_a_malformed_payload_cannot_hide_what_the_detectors_stop(env: Env) -> None:
+    """The attacker's test: a wrong-typed payload does not turn a detector's recorded denial
+    into an unrecorded 422; the detectors run first and their denial keeps its receipt."""
+    config = {"detectors": {"builtin": {"cards": "deny"}}}
+    bundle = env.client.post("/v1/policies", json={**demo_bundle(), "config": config}, headers=env.h("admin")).json()
+    env.client.post(f"/v1/policies/{bundle['bundle_hash']}/activate", headers=env.h("admin")).raise_for_status()
+    r = env.authorize(details="card 4111 1111 1111 1111", payload={**WIRE, "amount_minor": "1000"})
+    assert (r.status_code, r.json()["code"]) == (403, "CONTENT_SIGNATURE_MATCH")
+    assert r.json()["details"]["receipt_id"]
+    assert env.client.get("/v1/actions", headers=env.h("admin")).json()["pagination"]["total"] == 1

@@ -121,7 +121,8 @@ class WitnessIn(Strict):
 
 
 class NotarizeIn(Strict):
-    outcome: str = "completed"
+    outcome: str = Field(default="completed", json_schema_extra={"enum": ["completed", "failed", "unknown"]},
+                         description="another value is 400 INVALID_OUTCOME")
     outcome_details: str | None = Field(default=None, max_length=16_384)
     executed: ExecutedIn | None = None
     usage: Usage | None = None
