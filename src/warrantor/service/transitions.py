@@ -82,7 +82,7 @@ def apply(
         sealed_warrant = deps.sealer.warrant(
             tenant_id=action.tenant_id,
             action_id=action.id,
-            intent=action.intent,
+            intent=action.committed_intent,  # what evidence signs: no erasable value
             intent_digest=action.intent_digest,
             decision=action.decision,
             approvals=approvals,
