@@ -77,7 +77,6 @@ _DESCRIPTIONS = {
 # behind each route (``METHOD path``); routes added without an entry get the rules only.
 ROUTE_ERRORS: dict[str, tuple[int, ...]] = {
     "POST /v1/actions": (403, 404, 409, 429),
-    "GET /v1/actions": (),
     "POST /v1/actions/{action_id}/notarize": (400, 409),
     "POST /v1/actions/{action_id}/execute": (409,),
     "POST /v1/actions/{action_id}/approve": (409, 410),
@@ -87,30 +86,20 @@ ROUTE_ERRORS: dict[str, tuple[int, ...]] = {
     "DELETE /v1/actions/{action_id}/hold": (409,),
     "GET /v1/approvals/{code}": (410,),
     "POST /v1/approvals/{code}/confirm": (409, 410),
-    "POST /v1/approvers": (409,),
     "GET /v1/receipts/{receipt_id}/bundle": (409,),
     "GET /v1/warrants/{warrant_id}/bundle": (409,),
     "POST /v1/log/cosignatures": (403, 409),
     "POST /v1/confirm-execution": (409,),
-    "POST /v1/grants": (404,),
-    "POST /v1/check": (404,),
     "POST /v1/confirmations/{nonce}": (409, 410),
     "POST /v1/agents": (409,),
-    "POST /v1/runs": (409,),
-    "POST /v1/runs/{run_id}/usage": (409,),
     "POST /v1/policies/simulate": (404,),
     "POST /v1/policies/evaluate": (404,),
-    "POST /v1/policies/outlook": (),
-    "POST /v1/policies/{bundle_hash}/activate": (409,),
-    "POST /v1/tenants/{tenant_id}/api-keys": (409,),
-    "POST /v1/api-keys": (409,),
     "POST /v1/users": (409,),
     "PATCH /v1/users/{user_id}": (409,),
     "POST /v1/users/{user_id}/password": (409,),
     "POST /v1/invitations/{token}": (410,),
     "POST /v1/me/password": (429,),
     "POST /v1/sessions": (401, 429),
-    "POST /v1/webhooks": (409,),
 }
 
 # Success responses that are not (only) JSON: ``METHOD path`` -> {status: media types}.
