@@ -78,7 +78,7 @@ _DESCRIPTIONS = {
 ROUTE_ERRORS: dict[str, tuple[int, ...]] = {
     "POST /v1/actions": (403, 404, 409, 429),
     "POST /v1/actions/{action_id}/notarize": (400, 409),
-    "POST /v1/actions/{action_id}/execute": (409,),
+    "POST /v1/actions/{action_id}/execute": (403, 409, 502, 503),
     "POST /v1/actions/{action_id}/approve": (409, 410),
     "POST /v1/actions/{action_id}/deny": (409, 410),
     "POST /v1/actions/{action_id}/cosign": (409,),
