@@ -330,6 +330,7 @@ MALFORMED = [
     (_without("resource"), "INVALID_RESOURCE", "resource"),
     (_without("resource.id"), "INVALID_RESOURCE", "resource.id"),
     (_with("resource.type", ""), "INVALID_RESOURCE", "resource.type"),
+    (_with("resource.properties", "finance"), "INVALID_RESOURCE", "resource.properties"),
     (_with("context", ["time"]), "INVALID_CONTEXT", "context"),
     (_with("context.payload", [1, 2]), "INVALID_CONTEXT", "context.payload"),
     (_with("context.labels", "urgent"), "INVALID_CONTEXT", "context.labels"),

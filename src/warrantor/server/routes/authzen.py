@@ -63,14 +63,26 @@ def _echo_request_id(request: Request) -> None:
 
 router = APIRouter(tags=["authzen"], dependencies=[Depends(_echo_request_id)])
 
-_ENTITY_SCHEMA = {"type": "object", "required": ["type", "id"],
-                  "properties": {"type": {"type": "string"}, "id": {"type": "string"},
-                                 "properties": {"type": "object"}}}
-_ACTION_SCHEMA = {"type": "object", "required": ["name"],
-                  "properties": {"name": {"type": "string"}, "properties": {"type": "object"}}}
+_SUBJECT_SCHEMA = {"type": "object", "required": ["type", "id"], "properties": {
+    "type": {"type": "string", "minLength": 1, "maxLength": 255,
+             "description": "not interpreted; \"agent\" reads best"},
+    "id": {"type": "string", "maxLength": 200, "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.:@\-]*$",
+           "description": "the agent; an agent-bound key may name only its own"},
+    "properties": {"type": ["object", "null"],
+                   "description": "agent_version, model_id, model_version, instruction_hash"}}}
+_RESOURCE_SCHEMA = {"type": "object", "required": ["type", "id"], "properties": {
+    "type": {"type": "string", "minLength": 1, "maxLength": 255},
+    "id": {"type": "string", "minLength": 1, "maxLength": 255}, "properties": {"type": ["object", "null"]}}}
+_ACTION_SCHEMA = {"type": "object", "required": ["name"], "properties": {
+    "name": {"type": "string", "maxLength": 128, "pattern": r"^[A-Za-z_][A-Za-z0-9_.:\-]*$",
+             "description": "the action type"},
+    "properties": {"type": ["object", "null"], "description": "the payload, when context.payload is absent"}}}
+# Optional objects may be null (read as absent): PEPs often send null for what they omit.
+_CONTEXT_SCHEMA = {"type": ["object", "null"], "properties": {"payload": {"type": "object"}},
+                   "description": "payload, and the other fields of POST /v1/actions by name"}
 _EVALUATION_SCHEMA = {"type": "object", "required": ["subject", "action", "resource"],
-                      "properties": {"subject": _ENTITY_SCHEMA, "action": _ACTION_SCHEMA,
-                                     "resource": _ENTITY_SCHEMA, "context": {"type": "object"}}}
+                      "properties": {"subject": _SUBJECT_SCHEMA, "action": _ACTION_SCHEMA,
+                                     "resource": _RESOURCE_SCHEMA, "context": _CONTEXT_SCHEMA}}
 _DECISION_SCHEMA = {"type": "object", "required": ["decision"],
                     "properties": {"decision": {"type": "boolean"}, "context": {"type": "object"}}}
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -126,11 +138,12 @@ def _object(value: Any, entity: str, path: str, *, required: bool = True) -> dic
     return value
 
 
-def _string(obj: dict[str, Any], key: str, entity: str, path: str) -> str:
+def _string(obj: dict[str, Any], key: str, entity: str, path: str, max_length: int = 255) -> str:
     value = obj.get(key)
-    if not isinstance(value, str) or not value:
-        got = "nothing" if value is None else repr(value)[:40]
-        raise _bad(entity, f"{path}.{key}", f"expected a non-empty string, got {got}")
+    if not isinstance(value, str) or not value or len(value) > max_length:
+        got = "nothing" if value is None else repr(value)[:40] + ("..." if len(repr(value)) > 40 else "")
+        raise _bad(entity, f"{path}.{key}", f"expected a non-empty string of at most {max_length} characters, "
+                                            f"got {got}")
     return value
 
 
@@ -150,6 +163,7 @@ def to_evaluation(item: dict[str, Any], at: str = "") -> tuple[ActionIn, str, di
                     f"{_string(resource, 'id', 'resource', at + 'resource')}"
     subject_props = _object(subject.get("properties"), "subject", at + "subject.properties", required=False) or {}
     action_props = _object(action.get("properties"), "action", at + "action.properties", required=False)
+    _object(resource.get("properties"), "resource", at + "resource.properties", required=False)  # not read
     fields: dict[str, Any] = {"action_type": name, "agent_id": agent, "resource": resource_name}
     fields.update({k: subject_props[k] for k in _SUBJECT_PROPERTIES if k in subject_props})
     sources = {k: f"subject.properties.{k}" for k in _SUBJECT_PROPERTIES}
@@ -222,9 +236,9 @@ async def access_evaluation(
 _EVALUATIONS_SCHEMA = {
     "type": "object",
     "properties": {
-        "subject": _ENTITY_SCHEMA, "action": _ACTION_SCHEMA, "resource": _ENTITY_SCHEMA, "context": {"type": "object"},
-        "evaluations": {"type": "array", "maxItems": MAX_EVALUATIONS, "items": {"type": "object"}},
-        "options": {"type": "object", "properties": {"evaluations_semantic": {"enum": list(SEMANTICS)}}},
+        "subject": _SUBJECT_SCHEMA, "action": _ACTION_SCHEMA, "resource": _RESOURCE_SCHEMA, "context": _CONTEXT_SCHEMA,
+        "evaluations": {"type": ["array", "null"], "maxItems": MAX_EVALUATIONS, "items": {"type": "object"}},
+        "options": {"type": ["object", "null"], "properties": {"evaluations_semantic": {"enum": list(SEMANTICS)}}},
     },
 }
 
