@@ -193,7 +193,12 @@ def test_traced_evaluation_decides_exactly_as_untraced(traced: Traced) -> None:
         facts = Facts(traced.tenant_id, None, traced.services.policies.active(repo, traced.tenant_id))
     for payload in (WIRE, BIG, {**WIRE, "amount_minor": 6_000_000}):
         intent = Intent("wire_transfer", payload=payload, agent_id="payments-agent")
-        traced_draft = authorizer.evaluate(intent, facts).to_dict()
+        token = tracing._AUTHORIZING.set(True)  # as inside an authorization
+        try:
+            traced_draft = authorizer.evaluate(intent, facts).to_dict()
+        finally:
+            tracing._AUTHORIZING.reset(token)
+        assert any(s.name == "warrantor.stage policy" for s in traced.spans())
         plain_draft = Authorizer.evaluate(authorizer, intent, facts).to_dict()
         for draft in (traced_draft, plain_draft):
             draft["stages"] = [(s["name"], s["outcome"]) for s in draft["stages"]]
@@ -257,3 +262,17 @@ def test_warrantor_otel_on_exports_through_the_global_provider(tmp_path: Path) -
         ancestors.append(by_id[parent])
         parent = by_id[parent]["parent_id"]
     assert [a["name"] for a in ancestors if a["kind"] == "SpanKind.SERVER"] == ["POST /v1/actions"]
+
+
+def test_simulations_and_dry_runs_are_not_traced(traced: Traced) -> None:
+    """Only authorizations are: a simulation replays every recorded action through the
+    stages, and would otherwise leave a span tree per action."""
+    traced.authorize()
+    traced.exporter.clear()
+    r = traced.client.post("/v1/policies/evaluate", headers=traced.h("admin"),
+                           json={"action": {"action_type": "wire_transfer", "payload": WIRE}})
+    assert r.status_code == 200
+    r = traced.client.post("/v1/policies/simulate", headers=traced.h("admin"),
+                           json={"bundle_hash": traced.bundle_hash, "from": "2000-01-01T00:00:00Z"})
+    assert r.status_code == 200, r.text
+    assert traced.spans() == []

@@ -38,6 +38,7 @@ unless ``OTEL_SERVICE_NAME`` says otherwise.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import os
 from collections.abc import Iterator
@@ -56,6 +57,8 @@ from warrantor.service.intent import Intent
 from warrantor.service.pipeline import Draft, Facts, GuardStop, Outcome, Stage, WriteGuard
 
 TRACER_NAME = "warrantor"
+# Set while a traced authorization runs: evaluation outside one (simulate, explain) is not traced.
+_AUTHORIZING: contextvars.ContextVar[bool] = contextvars.ContextVar("warrantor_authorizing", default=False)
 
 
 def install(authorizer: Authorizer, provider: TracerProvider | None = None) -> None:
@@ -104,9 +107,19 @@ class _Traced:
         self._a, self._t = authorizer, tracer
         self._authorize, self._authorize_async = authorizer.authorize, authorizer.authorize_async
         self._read_phase, self._seal = authorizer._read_phase, authorizer._seal
+        self._evaluate = authorizer.evaluate
 
     @contextmanager
     def _root(self, principal: Principal, intent: Intent) -> Iterator[Span]:
+        token = _AUTHORIZING.set(True)
+        try:
+            with self._span(principal, intent) as span:
+                yield span
+        finally:
+            _AUTHORIZING.reset(token)
+
+    @contextmanager
+    def _span(self, principal: Principal, intent: Intent) -> Iterator[Span]:
         attributes = {"gen_ai.tool.name": intent.action_type, "warrantor.action.type": intent.action_type,
                       "gen_ai.agent.id": intent.agent_id or principal.agent_id,
                       "gen_ai.agent.version": intent.agent_version, "warrantor.tenant.id": principal.tenant_id,
@@ -143,7 +156,10 @@ class _Traced:
             return replay, prepared
 
     def evaluate(self, intent: Intent, facts: Facts) -> Draft:
-        """``Authorizer.evaluate`` with each stage in a span of its own."""
+        """``Authorizer.evaluate`` with each stage in a span of its own, inside an
+        authorization only (a simulation over a week of actions or a dry run is not traced)."""
+        if not _AUTHORIZING.get():
+            return self._evaluate(intent, facts)
         stages: list[Stage] = [_TracedStage(s, self._t)
                                for s in (*self._a.early_stages, *BUILTIN_STAGES, *self._a.late_stages)]
         return run_stages(intent, facts, stages)
