@@ -174,11 +174,17 @@ def _policy_file(env: Env, tmp_path: Path, bundle_hash: str) -> Path:
 
 
 def test_replay_reproduces_a_warrants_decision(fast: Env, tmp_path: Path, capsys: Any) -> None:
-    warrant_id = fast.authorize().json()["warrant_id"]
-    bundle = _write(tmp_path / "w.json", _bundle(fast, "warrant", warrant_id))
+    authorized = fast.authorize().json()
+    bundle = _write(tmp_path / "w.json", _bundle(fast, "warrant", authorized["warrant_id"]))
     trust = _write(tmp_path / "t.json", fast.client.get("/v1/trust").json())
     policy = _policy_file(fast, tmp_path, fast.bundle_hash)
-    assert cli(["verify", str(bundle), "--trust", str(trust), "--replay", "--policy", str(policy)]) == 0
+    args = ["verify", str(bundle), "--trust", str(trust), "--replay", "--policy", str(policy)]
+    # The warrant signs only the committed intent (salted digests of the payload details):
+    # the action's detail supplies the intent and its salt.
+    assert cli(args) == 1
+    assert "pass --intent" in capsys.readouterr().out
+    detail = fast.client.get(f"/v1/actions/{authorized['action_id']}", headers=fast.h("auditor")).json()
+    assert cli([*args, "--intent", str(_write(tmp_path / "action.json", detail))]) == 0
     assert "PASS  replay" in capsys.readouterr().out
 
 
@@ -204,13 +210,14 @@ def test_replay_of_a_receipt_with_its_intent(fast: Env, tmp_path: Path, capsys: 
         assert ev is not None and ev.action_id is not None
         action = repo.get_action(fast.tenant_id, ev.action_id)
     assert action is not None
-    intent = _write(tmp_path / "intent.json", action.intent)
+    intent = _write(tmp_path / "intent.json", {"intent": action.intent, "intent_salt": action.details_salt})
     receipt = _write(tmp_path / "r.json", _bundle(fast, "receipt", receipt_id))
     trust = _write(tmp_path / "t.json", fast.client.get("/v1/trust").json())
     policy = _policy_file(fast, tmp_path, fast.bundle_hash)
     args = ["verify", str(receipt), "--trust", str(trust), "--replay", "--policy", str(policy)]
     assert cli([*args, "--intent", str(intent)]) == 0
-    other = _write(tmp_path / "other.json", {**action.intent, "details": "something else"})
+    other = _write(tmp_path / "other.json", {"intent": {**action.intent, "details": "something else"},
+                                             "intent_salt": action.details_salt})
     assert cli([*args, "--intent", str(other)]) == 1
     assert "expected an intent with sha256" in capsys.readouterr().out
 

@@ -37,6 +37,11 @@ def _serve(args: argparse.Namespace) -> int:
         print("warrantor serve: several workers need PostgreSQL (--database-url); SQLite has a single writer",
               file=sys.stderr)
         return 2
+    from warrantor.cli.ports import listen_problem
+
+    if (problem := listen_problem(settings.host, settings.port)) is not None:  # before anything is created
+        print(f"warrantor serve: {problem}", file=sys.stderr)
+        return 1
     services = prepare(settings, out=sys.stdout)  # migrations, keys, demo: once, before any worker
     if settings.workers == 1:
         app = create_app(settings, services=services)
@@ -73,6 +78,16 @@ def _keys(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     from warrantor.verify.cli import main as verify_main
 
+    if args.export is not None:
+        from warrantor.cli.export_verify import run as verify_export
+
+        if args.bundle or args.replay or args.pin:
+            print("warrantor verify: --export takes no bundles, --replay or --pin", file=sys.stderr)
+            return 2
+        return verify_export(args)
+    if not args.bundle:
+        print("warrantor verify: give one or more bundles, or --export FILE", file=sys.stderr)
+        return 2
     if args.replay:
         from warrantor.cli.replay import run
 
@@ -184,7 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", help="verify proof bundles offline",
                             description="Verify proof bundles (GET /v1/receipts/{id}/bundle) offline against a "
                                         "trust bundle (GET /v1/trust), check by check; exit 1 on any failure.")
-    verify.add_argument("bundle", type=Path, nargs="+", help="one or more proof bundles (one with --replay)")
+    verify.add_argument("bundle", type=Path, nargs="*", help="one or more proof bundles (one with --replay)")
+    verify.add_argument("--export", type=Path, default=None, metavar="FILE",
+                        help="an audit export (GET /v1/export): every record verified, gaps named (docs/records.md)")
     verify.add_argument("--trust", type=Path, required=True, help="trust bundle (GET /v1/trust)")
     verify.add_argument("--pin", type=Path, default=None,
                         help="an earlier trust bundle: --trust counts only as far as signed rotations lead")

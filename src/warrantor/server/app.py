@@ -19,7 +19,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from warrantor import __version__
-from warrantor.server import problems, routes
+from warrantor.server import openapi, problems, routes
 from warrantor.server.metrics import Metrics
 from warrantor.server.middleware import RequestContext
 from warrantor.server.settings import Settings
@@ -92,11 +92,12 @@ def open_services(settings: Settings, *, mailer: Mailer | None = None, **kwargs:
         public_url=settings.effective_public_url,
     )
     kwargs.setdefault("execute", execute_config(settings))
+    kwargs.setdefault("audit_file", settings.audit_file)
     kwargs.setdefault("log_config", LogConfig(
         origin=settings.log_origin, integrate_interval_ms=settings.integrate_interval_ms,
         tsa_url=settings.tsa_url, tsa_root_cert=settings.tsa_root_cert,
         timestamp_receipts=settings.timestamp_receipts, witness_keys=settings.witness_keys,
-        scrub_interval_seconds=settings.log_scrub_seconds,
+        scrub_interval_seconds=settings.log_scrub_seconds, witness_quorum=settings.witness_quorum,
     ))
     return build_services(store, settings.data_dir, mailer=mailer, limits=limits, **kwargs)
 
@@ -118,7 +119,9 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     svc = services or open_services(settings)
     metrics = Metrics()
     sweeper = _Periodic("warrantor-expiry", settings.sweep_interval_seconds, svc.sweeper.sweep)
+    retention = _Periodic("warrantor-retention", settings.retention_interval_seconds, svc.records.sweep)
     svc.integrator.on_checkpoint = _integration_metrics(metrics)
+    metrics.store_writes.source = lambda: (svc.store.db.batches, svc.store.db.jobs)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -128,13 +131,19 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
             svc.deps.mailer.announce()
         _tune_gc()
         sweeper.start()
+        retention.start()
         svc.integrator.start()
         svc.webhook_dispatcher.start()
+        if svc.audit_file is not None:
+            svc.audit_file.start()
         try:
             yield
         finally:
+            if svc.audit_file is not None:
+                svc.audit_file.stop()
             svc.webhook_dispatcher.close()
             svc.integrator.stop()
+            retention.stop()
             sweeper.stop()
 
     app = FastAPI(
@@ -149,7 +158,13 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     problems.install(app)
     for router in routes.all_routers():
         app.include_router(router)
+    openapi.install(app)  # every status and problem body per route, security schemes
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes, metrics=metrics)
+    if settings.otel:  # off: the tracing module is never imported (docs/operations.md)
+        from warrantor.server import tracing
+
+        tracing.install(svc.authorizer)
+        app.add_middleware(tracing.TraceContext)
     return app
 
 

@@ -60,6 +60,7 @@ class RequestContext:
         if body is None:  # the client left before its body was complete: nobody to answer
             self.metrics.observe(scope, 499, time.perf_counter() - started)
             return
+        scope["state"]["raw_body"] = body  # for the line and column of a JSON syntax error
 
         replayed = False
 
@@ -74,7 +75,9 @@ class RequestContext:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
                 headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", request_id.encode()))
+                # A route may echo the caller's own id instead (AuthZEN's X-Request-ID).
+                echoed = scope["state"].get("echo_request_id")
+                headers.append((b"x-request-id", (echoed or request_id).encode()))
                 message = {**message, "headers": headers}
             await send(message)
 

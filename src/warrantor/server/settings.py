@@ -33,13 +33,17 @@ class Settings:
     request_threads: int = 40
     workers: int = 1  # server processes; more than one needs PostgreSQL
     sweep_interval_seconds: float = 5.0
+    retention_interval_seconds: float = 3600.0  # how often the retention job runs (docs/records.md)
+    audit_file: Path | None = None  # JSON Lines: one audit record per state change (docs/records.md)
     log_origin: str = "warrantor.local/log"
     integrate_interval_ms: int = 500
     log_scrub_seconds: float = 60.0  # how often the stored log is re-checked against its checkpoint
     tsa_url: str | None = None
     tsa_root_cert: Path | None = None  # PEM root of the external TSA at tsa_url
     witness_keys: str | None = None  # comma-separated C2SP cosigner vkeys of trusted witnesses
+    witness_quorum: int = 0  # cosignatures by that many of them make a checkpoint witnessed
     timestamp_receipts: bool = False
+    otel: bool = False  # OpenTelemetry spans per authorization stage (the otel extra; docs/operations.md)
     # POST /v1/actions/{id}/execute (docs/execute.md)
     execute_secrets: Path | None = None  # YAML: URL prefixes -> headers to inject
     execute_allow_private: str | None = None  # comma-separated networks the executor may reach

@@ -94,6 +94,7 @@ def detail(repo: Repo, action: Action, keys: list[VerifyKey]) -> dict[str, Any]:
                 "envelope": ev.envelope,
                 "envelope_digest": ev.envelope_digest,
                 "log_index": ev.log_index,
+                **({"sequence": ev.sequence} if key == "receipt" else {}),  # the tenant's record number
                 "created_at": isoformat(ev.created_at),
             }
     if action.warrant_expires_at is not None:
