@@ -88,10 +88,18 @@ class ExportReport:
 
     def mark_invalid(self, low: int, high: int | None = None) -> None:
         high = low if high is None else high
-        if self.invalid and self.invalid[-1][1] + 1 >= low:
+        if self.invalid and self.invalid[-1][0] <= low <= self.invalid[-1][1] + 1:
             self.invalid[-1] = (self.invalid[-1][0], max(self.invalid[-1][1], high))
-        else:
-            self.invalid.append((low, high))
+            return
+        self.invalid.append((low, high))
+        if len(self.invalid) > 1 and self.invalid[-2][0] > low:  # a repeated or late line: rare
+            merged: list[tuple[int, int]] = []
+            for a, b in sorted(self.invalid):
+                if merged and a <= merged[-1][1] + 1:
+                    merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+                else:
+                    merged.append((a, b))
+            self.invalid = merged
 
     def missing_text(self) -> str:
         return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in self.invalid)
