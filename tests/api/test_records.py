@@ -402,13 +402,18 @@ def _period_with_everything(env: Env, clock: FixedClock) -> dict[str, Any]:
     denied = env.authorize(payload={**WIRE, "amount_minor": 200_000_000})
     assert denied.status_code == 403
     held = env.authorize(payload={**WIRE, "amount_minor": 6_000_000}).json()  # waits for approval: open
+    approved = env.authorize(payload={**WIRE, "amount_minor": 7_000_000}).json()  # its warrant comes on approval
+    code = env.approval_codes(approved["action_id"])[0]
+    assert env.client.post(f"/v1/approvals/{code}/confirm", json={"decision": "approve"}).status_code == 200
+    assert env.client.post(f"/v1/actions/{approved['action_id']}/notarize", headers=env.h("agent"),
+                           json={"outcome": "completed"}).status_code == 200
     erased = ended_action(env)
     assert hold(env, ended["action_id"]).status_code == 200
     retention(env, 1)
     clock.advance(2 * DAY)
     run_retention(env)
     clock.advance(1)  # an export covers [from, to): to is now, after the last record
-    return {"ended": ended, "denied": denied.json(), "open": held, "erased": erased}
+    return {"ended": ended, "denied": denied.json(), "open": held, "approved": approved, "erased": erased}
 
 
 def test_an_export_proves_the_period_complete_after_erasures(rec: tuple[Env, FixedClock], tmp_path: Path,
@@ -427,12 +432,13 @@ def test_an_export_proves_the_period_complete_after_erasures(rec: tuple[Env, Fix
     assert gone["intent"] is None and gone["intent_salt"] is None and gone["erased_at"]
     assert gone["warrant"]["evidence_id"] == made["erased"]["warrant_id"]
     assert [d["action"]["action_id"] for d in docs if d["type"] == "open_action"] == [made["open"]["action_id"]]
+    assert by_action[made["approved"]["action_id"]]["warrant"] is not None  # signed on approval, verified too
     assert BENEFICIARY not in json.dumps(gone)
 
     code, out = verify_cli(path, trust_file(env, tmp_path / "trust.json"), capsys)
     assert code == 0, out
     assert f"all {len(records)} records of 1..{len(records)} present and valid" in out
-    assert "2 actions with erased details" in out and "VERIFIED" in out  # the denial's and the erased one's
+    assert "3 actions with erased details" in out and "VERIFIED" in out  # the denial's, the approved and erased
 
 
 def test_an_export_with_a_line_removed_or_edited_fails_naming_the_sequence(rec: tuple[Env, FixedClock],
