@@ -111,7 +111,7 @@ upstreams:
         "added_p99_ms": round(percentile(gateway_all, 99) - percentile(direct_all, 99), 3),
         "round_medians": [{"direct": round(statistics.median(r["direct_ms"]), 3),
                            "gateway": round(statistics.median(r["gateway_ms"]), 3)} for r in rounds],
-        "notarized_actions": receipts.get("total"),
+        "notarized_actions": receipts["pagination"]["total"],  # every timed gateway call left a receipt
     }
     result = {
         "benchmark": "mcp_gateway",

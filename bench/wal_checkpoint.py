@@ -58,16 +58,24 @@ def one(tree: Path, rate: float, seconds: float, tmp: Path) -> dict[str, Any]:
         stop_server(proc)
 
 
+def _commit(tree: Path) -> str:
+    import subprocess
+
+    return subprocess.run(["git", "-C", str(tree), "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=False).stdout.strip()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", type=Path, required=True, help="a checkout of the commit before the change")
+    parser.add_argument("--after", type=Path, default=ROOT, help="a checkout with the change (default: this tree)")
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "wal_checkpoint.json")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-wal-"))
-    trees = {"before": args.before.resolve(), "after": ROOT}
+    trees = {"before": args.before.resolve(), "after": args.after.resolve()}
     runs: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
     for i in range(args.rounds):
         order = ["before", "after"] if i % 2 == 0 else ["after", "before"]
@@ -81,7 +89,9 @@ def main() -> int:
                       "max_ms_median": statistics.median(r["latency_ms"]["max"] for r in rs)}
                for name, rs in runs.items()}
     out = {"benchmark": "wal_checkpoint", "finished": datetime.now(UTC).isoformat(timespec="seconds"),
-           "command": f".venv/bin/python bench/wal_checkpoint.py --before {args.before} --rate {args.rate:g} "
+           "trees": {name: _commit(path) for name, path in trees.items()},
+           "command": f".venv/bin/python bench/wal_checkpoint.py --before {args.before} --after {args.after} "
+                      f"--rate {args.rate:g} "
                       f"--seconds {args.seconds:g} --rounds {args.rounds}",
            "machine": machine_facts(ROOT), "load_average_end": list(os.getloadavg()),
            "summary": summary, "runs": runs}
