@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from support import WIRE, make_env  # noqa: E402
 from warrantor.evidence.canonical import canonicalize  # noqa: E402
 from warrantor.policy.normalize import build_input  # noqa: E402
-from warrantor.service.intent import Intent  # noqa: E402
+from warrantor.service.authorization.intent import Intent  # noqa: E402
 
 
 def median_us(fn: Callable[[], Any], n: int) -> float:

@@ -45,7 +45,7 @@ from warrantor.evidence.canonical import digest
 from warrantor.evidence.commitments import committed_intent
 from warrantor.server.app import open_services
 from warrantor.server.settings import Settings
-from warrantor.service.sealing import Sealed, record
+from warrantor.service.proof.sealing import Sealed, record
 from warrantor.service.services import Services
 from warrantor.store import Repo
 from warrantor.store.repo import action_values

@@ -46,8 +46,8 @@ from warrantor.evidence.canonical import digest
 from warrantor.evidence.checkpoint import NoteSigner
 from warrantor.evidence.keys import SigningKey
 from warrantor.evidence.statement import RECEIPT_V1, make_statement, sign_statement
-from warrantor.service.timestamping import SerialSource
-from warrantor.service.transparency import Integrator, LogTree
+from warrantor.service.proof.timestamping import SerialSource
+from warrantor.service.proof.transparency import Integrator, LogTree
 from warrantor.store import Store
 from warrantor.store.repo import evidence_values
 

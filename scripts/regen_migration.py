@@ -9,9 +9,10 @@ import glob
 import os
 import tempfile
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-import sqlalchemy as sa
+
 for f in glob.glob("src/warrantor/store/migrations/versions/*.py"): os.remove(f)
 empty = os.path.join(tempfile.mkdtemp(), "empty.db")
 eng = sa.create_engine(f"sqlite:///{empty}")

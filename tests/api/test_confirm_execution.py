@@ -19,7 +19,7 @@ from warrantor.evidence.dsse import Envelope
 from warrantor.evidence.keys import SigningKey
 from warrantor.evidence.proofs import ProofBundle, TrustBundle
 from warrantor.evidence.statement import sign_statement
-from warrantor.service.confirm_execution import ended_status
+from warrantor.service.execution.confirm_execution import ended_status
 from warrantor.store import UniqueViolationError
 from warrantor.store import repo_evidence as rq
 from warrantor.verify import verify_bundle

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from support import WIRE, bearer, server_process
-from warrantor.service.notify import DevMailer
+from warrantor.service.approval.notify import DevMailer
 
 LINK = re.compile(r"(http://\S+/approve/(APR-[A-Z0-9]+))")
 

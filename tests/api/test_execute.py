@@ -29,7 +29,7 @@ from warrantor.demo import demo_bundle
 from warrantor.errors import InvalidTransitionError
 from warrantor.evidence.canonical import digest
 from warrantor.evidence.dsse import Envelope
-from warrantor.service.execute_http import ExecuteConfig, parse_networks
+from warrantor.service.execution.execute_http import ExecuteConfig, parse_networks
 from warrantor.verify.cli import main as verify_main
 
 ROOT = Path(__file__).resolve().parents[2]

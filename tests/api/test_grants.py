@@ -11,7 +11,7 @@ import pytest
 
 from support import Env, bearer
 from warrantor.domain.clock import isoformat
-from warrantor.service.grants import match_resource
+from warrantor.service.authorization.grants import match_resource
 
 AGENT = "payments-agent"  # the demo agent key is bound to this agent
 REFUND = {"amount_minor": 1000, "currency": "EUR", "order_id": "o-1"}

@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from support import WIRE, Env, bearer, make_env
 from warrantor.domain.clock import FixedClock
 from warrantor.errors import WarrantorError
-from warrantor.service.invitations import INVITATION_TTL
+from warrantor.service.approval.invitations import INVITATION_TTL
 
 PASSWORD = "correct horse battery staple"
 MACHINE = "the key's own password"  # what a compromised admin key would like to set

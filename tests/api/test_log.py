@@ -18,7 +18,7 @@ from warrantor.evidence.merkle import leaf_hash, root_from_leaves, verify_consis
 from warrantor.evidence.proofs import TrustBundle
 from warrantor.evidence.tsa import verify_timestamp
 from warrantor.server.app import open_services
-from warrantor.service.transparency import LogInconsistentError
+from warrantor.service.proof.transparency import LogInconsistentError
 
 
 def _b(text: str) -> bytes:

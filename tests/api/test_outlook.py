@@ -18,7 +18,7 @@ import pytest
 from support import Env, bearer
 from warrantor.domain.model import Role
 from warrantor.policy import outlook as outlook_module
-from warrantor.service import policies as policies_module
+from warrantor.service.authorization import policies as policies_module
 
 URL = "/v1/policies/outlook"
 FILES_SCHEMA = """
@@ -201,7 +201,7 @@ def test_a_bundle_that_cannot_be_analysed_is_answered_conservatively_and_logged(
         raise RuntimeError("no heads today")
 
     monkeypatch.setattr(outlook_module, "policy_heads", broken)
-    with caplog.at_level(logging.WARNING, logger="warrantor.service.policies"):
+    with caplog.at_level(logging.WARNING, logger="warrantor.service.authorization.policies"):
         wire = by_type(outlooks(env, env.h("agent"), "wire_transfer"))["wire_transfer"]
     assert wire == {"action_type": "wire_transfer", "effect": "deny", "certain": False,
                     "possible": ["deny", "require_approval", "confirm", "allow"], "rules": [],

@@ -25,9 +25,9 @@ from warrantor.cli.bootstrap import create_demo
 from warrantor.demo import demo_bundle
 from warrantor.server import tracing
 from warrantor.server.app import create_app, open_services
-from warrantor.service.authorize import Authorizer
-from warrantor.service.intent import Intent
-from warrantor.service.pipeline import Facts
+from warrantor.service.authorization.authorize import Authorizer
+from warrantor.service.authorization.intent import Intent
+from warrantor.service.authorization.pipeline import Facts
 
 BIG = {"amount_minor": 200_000_000, "currency": "EUR", "beneficiary": "ACME GmbH"}
 
@@ -213,7 +213,7 @@ def test_with_otel_off_nothing_is_installed_or_imported(tmp_path: Path) -> None:
         from pathlib import Path
         sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
         from support import make_env
-        from warrantor.service.authorize import Authorizer
+        from warrantor.service.authorization.authorize import Authorizer
         with make_env(Path({str(tmp_path)!r})) as env:
             assert env.authorize().status_code == 201
             a = env.services.authorizer

@@ -169,7 +169,7 @@ def test_a_key_history_that_does_not_verify_stops_the_server(tmp_path: Path) -> 
     doc = json.loads(history.read_text())
     doc["signatures"][0]["sig"] = base64.b64encode(ATTACKER.sign(b"x")).decode()
     history.write_text(json.dumps(doc) + "\n")
-    from warrantor.service.keyring import KeyHistoryError
+    from warrantor.service.proof.keyring import KeyHistoryError
 
     with pytest.raises(KeyHistoryError, match="does not verify"), make_env(tmp_path):
         pass

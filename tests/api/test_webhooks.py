@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from support import WIRE, Env, bearer
-from warrantor.service.webhooks import WebhookDispatcher
+from warrantor.service.recordkeeping.webhooks import WebhookDispatcher
 from warrantor.store import Store
 
 BIG = {**WIRE, "amount_minor": 6_000_000}  # held for approval by the demo policy

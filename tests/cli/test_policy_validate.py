@@ -13,7 +13,7 @@ import pytest
 from support import Env
 from warrantor.cli.bundle_dir import read_bundle_dir
 from warrantor.cli.main import main as cli
-from warrantor.service.policies import compile_upload
+from warrantor.service.authorization.policies import compile_upload
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "policy" / "payments"

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from support import pg_database, server_process
-from warrantor.service.users import MAX_LOGIN_FAILURES
+from warrantor.service.approval.users import MAX_LOGIN_FAILURES
 
 
 @pytest.mark.postgres

@@ -22,7 +22,7 @@ from support import WIRE, Env, bearer, pg_database, server_process
 from warrantor.errors import ConflictError
 from warrantor.evidence.dsse import Envelope
 from warrantor.evidence.proofs import TrustBundle
-from warrantor.service.sealing import record
+from warrantor.service.proof.sealing import record
 from warrantor.store import Repo
 from warrantor.verify.export import read_lines, verify_export
 

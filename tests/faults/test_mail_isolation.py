@@ -19,7 +19,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from fault_servers import free_port
 
-from warrantor.service.notify import SmtpMailer
+from warrantor.service.approval.notify import SmtpMailer
 
 
 class Relay:
@@ -80,7 +80,7 @@ def test_a_tenants_stalling_and_rejected_addresses_do_not_delay_another_tenants_
     relay: tuple[Relay, str], caplog: pytest.LogCaptureFixture,
 ) -> None:
     server, url = relay
-    caplog.set_level(logging.WARNING, logger="warrantor.service.notify")
+    caplog.set_level(logging.WARNING, logger="warrantor.service.approval.notify")
     # A timeout far longer than the test: B's mail must not depend on A's timing out.
     mailer = SmtpMailer(url, timeout=60, retries=2, base_delay=0.05)
     try:
@@ -109,7 +109,7 @@ def test_a_server_that_never_answers_costs_one_timeout_per_attempt(
     relay: tuple[Relay, str], caplog: pytest.LogCaptureFixture,
 ) -> None:
     server, url = relay
-    caplog.set_level(logging.WARNING, logger="warrantor.service.notify")
+    caplog.set_level(logging.WARNING, logger="warrantor.service.approval.notify")
     mailer = SmtpMailer(url, timeout=0.3, retries=2, base_delay=0.05, workers=1)
     try:
         mailer.send("cfo@stall.example", "s", "b", tenant_id="ten_A")

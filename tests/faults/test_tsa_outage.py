@@ -21,8 +21,8 @@ from warrantor.evidence.checkpoint import NoteSigner
 from warrantor.evidence.keys import SigningKey
 from warrantor.evidence.proofs import ProofBundle, TrustBundle
 from warrantor.evidence.tsa import BuiltinTSA, generate_chain
-from warrantor.service.timestamping import TSAUnavailableError
-from warrantor.service.transparency import Integrator, LogTree
+from warrantor.service.proof.timestamping import TSAUnavailableError
+from warrantor.service.proof.transparency import Integrator, LogTree
 from warrantor.store import repo_evidence as rq
 from warrantor.verify import verify_bundle
 

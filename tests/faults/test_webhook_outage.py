@@ -18,7 +18,7 @@ import pytest
 from fault_servers import Child, received
 
 from support import WIRE, Env, bearer
-from warrantor.service.webhooks import WebhookDispatcher
+from warrantor.service.recordkeeping.webhooks import WebhookDispatcher
 
 BIG = {**WIRE, "amount_minor": 6_000_000}  # held for approval: one action.pending_approval event
 

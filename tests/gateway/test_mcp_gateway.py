@@ -391,3 +391,25 @@ def test_end_user_confirmation_without_form_support_stays_pending(deployment: De
     assert result.is_error and "end user's confirmation" in text(result)
     assert evidence(result)["status"] == "pending_confirmation"
     assert outbox_calls(outbox, "send_email") == []
+
+
+def test_identical_calls_at_the_same_time_share_one_held_action(deployment: Deployment, tmp_path: Path) -> None:
+    """Two identical calls racing: one action held, both answered with it (not two actions
+    a human would have to approve twice)."""
+    config = write_config(tmp_path / "gateway.yaml", deployment, tmp_path / "outbox", wait=0.3)
+    args = {**BIG, "beneficiary": "Race GmbH"}
+
+    async def go() -> list[Any]:
+        results: list[Any] = []
+        async with client(config, deployment) as c:
+            async def one() -> None:
+                results.append(await c.call_tool("tools__send_payment", args))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(one)
+                tg.start_soon(one)
+        return results
+
+    first, second = run(go)
+    assert evidence(first)["status"] == evidence(second)["status"] == "pending_approval"
+    assert evidence(first)["action_id"] == evidence(second)["action_id"]

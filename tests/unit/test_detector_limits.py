@@ -20,7 +20,7 @@ from warrantor.policy.detectors import (
     DetectorSet,
     strongest,
 )
-from warrantor.service.policies import compile_upload
+from warrantor.service.authorization.policies import compile_upload
 
 AWS_KEY = "AKIAIOSFODNN7EXAMPLE"
 

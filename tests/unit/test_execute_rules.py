@@ -17,7 +17,7 @@ from warrantor.policy.http_request import (
     explicitly_allowed,
     parse_http_request,
 )
-from warrantor.service.execute_http import (
+from warrantor.service.execution.execute_http import (
     ExecuteConfig,
     ExecuteRefusedError,
     allowed_address,
@@ -26,7 +26,7 @@ from warrantor.service.execute_http import (
     redact,
     resolve,
 )
-from warrantor.service.execute_secrets import SecretUnavailableError, load_injector, parse_injector
+from warrantor.service.execution.execute_secrets import SecretUnavailableError, load_injector, parse_injector
 
 TOKEN = "tok_0123456789abcdef"
 

@@ -17,7 +17,7 @@ import pytest
 from warrantor.demo import demo_bundle
 from warrantor.policy.bundle import MAX_EXPRESSION, MAX_HAS_PATH, BundleInvalidError, parse_bundle
 from warrantor.policy.sandbox import SandboxError, SandboxLimits, run_isolated
-from warrantor.service.policies import check_upload
+from warrantor.service.authorization.policies import check_upload
 
 SCHEMA = (
     "entity Agent; entity Resource; action wire_transfer appliesTo "

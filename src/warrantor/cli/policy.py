@@ -34,7 +34,7 @@ from warrantor.cli.bundle_dir import BundleDir, BundleDirError, format_hint, for
 from warrantor.cli.progress import Progress
 
 if TYPE_CHECKING:
-    from warrantor.service.policies import Compiled
+    from warrantor.service.authorization.policies import Compiled
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 EFFECTS = ("allow", "deny", "require_approval", "confirm")
@@ -52,7 +52,7 @@ def check_bundle(raw: dict[str, Any]) -> tuple[Compiled | None, list[dict[str, A
     ``check_upload``, then ``compile_upload``. Returns the compiled bundle or the problems."""
     from warrantor.policy.bundle import BundleInvalidError
     from warrantor.policy.sandbox import SandboxError, SandboxLimits, run_isolated
-    from warrantor.service.policies import check_upload, compile_upload
+    from warrantor.service.authorization.policies import check_upload, compile_upload
 
     try:
         answer = run_isolated(check_upload, raw, SandboxLimits())
@@ -193,8 +193,8 @@ def evaluate_case(compiled: Compiled, intent_doc: dict[str, Any]) -> dict[str, A
     from warrantor.errors import WarrantorError
     from warrantor.server.routes.actions import intent_from
     from warrantor.server.schemas import ActionIn
-    from warrantor.service.authorize import BUILTIN_STAGES, Facts, run_stages
-    from warrantor.service.policies import ActivePolicy
+    from warrantor.service.authorization.authorize import BUILTIN_STAGES, Facts, run_stages
+    from warrantor.service.authorization.policies import ActivePolicy
 
     try:
         body = ActionIn.model_validate(intent_doc)

@@ -42,9 +42,9 @@ def make_replay(bundle_doc: dict[str, Any], intent: dict[str, Any] | None = None
     itself). ``intent`` and ``salt`` (``load_intent``) supply what the evidence only commits to."""
     from warrantor.policy.bundle import parse_bundle
     from warrantor.policy.engine import evaluation_hash
-    from warrantor.service.authorize import Authorizer
-    from warrantor.service.intent import Intent
-    from warrantor.service.policies import ActivePolicy, Compiled
+    from warrantor.service.authorization.authorize import Authorizer
+    from warrantor.service.authorization.intent import Intent
+    from warrantor.service.authorization.policies import ActivePolicy, Compiled
 
     policy = parse_bundle(bundle_doc.get("bundle", bundle_doc))
     active = ActivePolicy(Compiled.build(policy), "enforce", datetime.now(UTC))

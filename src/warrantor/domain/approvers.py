@@ -4,7 +4,7 @@ An entry is an e-mail address, a group name or ``tenant-admins``, in canonical f
 case, no whitespace or control characters (nothing that could split a mail header), at most
 254 characters, e-mail or group syntax. Anything else is ``APPROVER_INVALID`` naming the
 field, raised before anything is written. Whether an entry names anybody is the tenant's
-business (``service/approvers.py``).
+business (``service/approval/approvers.py``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """COSE_Sign1 (RFC 9052) with Ed25519, for SCITT signed statements and COSE receipts.
 
 Warrantor's evidence stays DSSE; this module re-expresses one logged envelope for SCITT
-tools (RFC 9943 architecture, RFC 9942 COSE receipts), as ``service/scitt.py`` assembles it:
+tools (RFC 9943 architecture, RFC 9942 COSE receipts), as ``service/proof/scitt.py`` assembles it:
 
 - a **signed statement**: a tagged (18) ``COSE_Sign1`` whose payload is the envelope's
   canonical JSON (the bytes whose SHA-256 is the log entry), protected header ``alg``

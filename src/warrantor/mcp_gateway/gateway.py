@@ -95,7 +95,8 @@ class Gateway:
         self._held: dict[tuple[str, str], str] = {}
         self._elicited: set[str] = set()
         self._nonces: dict[str, str] = {}  # held action -> its end-user confirmation nonce
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        # one lock per (tool, arguments digest) while calls use it: [lock, callers]
+        self._locks: dict[tuple[str, str], list[Any]] = {}
 
     # -- tools/list ---------------------------------------------------------------------
     async def list_tools(self) -> list[types.Tool]:
@@ -145,13 +146,15 @@ class Gateway:
         if (problem := self._check_arguments(tool, args)) is not None:
             return _error(problem, None)
         key = (tool.name, digest(args))
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            try:
+        entry = self._locks.setdefault(key, [asyncio.Lock(), 0])
+        entry[1] += 1
+        try:
+            async with entry[0]:  # identical calls take turns: one held action, never two
                 return await self._call_locked(tool, args, key, interaction)
-            finally:
-                if not lock.locked() and key not in self._held:
-                    self._locks.pop(key, None)
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0 and self._locks.get(key) is entry:
+                del self._locks[key]
 
     async def _call_locked(
         self, tool: ExposedTool, args: dict[str, Any], key: tuple[str, str], interaction: Interaction,

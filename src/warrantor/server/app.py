@@ -23,12 +23,12 @@ from warrantor.server import openapi, problems, routes
 from warrantor.server.metrics import Metrics
 from warrantor.server.middleware import RequestContext
 from warrantor.server.settings import Settings
+from warrantor.service.approval.notify import DevMailer, Mailer, SmtpMailer
 from warrantor.service.context import Limits
-from warrantor.service.execute_http import ExecuteConfig, parse_networks
-from warrantor.service.execute_secrets import load_injector
-from warrantor.service.notify import DevMailer, Mailer, SmtpMailer
+from warrantor.service.execution.execute_http import ExecuteConfig, parse_networks
+from warrantor.service.execution.execute_secrets import load_injector
+from warrantor.service.proof.transparency import LogConfig
 from warrantor.service.services import Services, build_services
-from warrantor.service.transparency import LogConfig
 from warrantor.store import Store
 
 log = logging.getLogger(__name__)

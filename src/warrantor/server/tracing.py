@@ -52,9 +52,9 @@ from opentelemetry.trace import Span, Tracer, TracerProvider
 from warrantor import __version__
 from warrantor.domain.model import Principal
 from warrantor.errors import WarrantorError
-from warrantor.service.authorize import BUILTIN_STAGES, Authorizer, run_stages
-from warrantor.service.intent import Intent
-from warrantor.service.pipeline import Draft, Facts, GuardStop, Outcome, Stage, WriteGuard
+from warrantor.service.authorization.authorize import BUILTIN_STAGES, Authorizer, run_stages
+from warrantor.service.authorization.intent import Intent
+from warrantor.service.authorization.pipeline import Draft, Facts, GuardStop, Outcome, Stage, WriteGuard
 
 TRACER_NAME = "warrantor"
 # Set while a traced authorization runs: evaluation outside one (simulate, explain) is not traced.

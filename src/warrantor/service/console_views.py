@@ -1,6 +1,6 @@
 """What the console's pages show, assembled from the store for one logged-in human.
 
-Read-only views (the console's decisions go through ``service/users.py``). Each function
+Read-only views (the console's decisions go through ``service/approval/users.py``). Each function
 takes the services and the ``UserSession`` and returns plain data for a template; every
 query is bound to the user's tenant. Nothing here renders HTML.
 
@@ -26,8 +26,8 @@ from warrantor.domain.clock import isoformat
 from warrantor.domain.model import ActionFilter, Principal, Role
 from warrantor.errors import NotFoundError, WarrantorError
 from warrantor.evidence.dsse import Envelope, verify_envelope
-from warrantor.service.actions import detail, summary
-from warrantor.service.users import UserSession, may_decide
+from warrantor.service.approval.users import UserSession, may_decide
+from warrantor.service.execution.actions import detail, summary
 from warrantor.store import Repo
 from warrantor.store import repo_humans as rh
 

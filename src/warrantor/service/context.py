@@ -10,9 +10,9 @@ from typing import Any, Protocol
 from warrantor.domain.clock import Clock, IdFactory
 from warrantor.domain.lifecycle import Status
 from warrantor.domain.model import Action
-from warrantor.service.keyring import KeyRing
-from warrantor.service.notify import Mailer, Notifier
-from warrantor.service.sealing import Sealer
+from warrantor.service.approval.notify import Mailer, Notifier
+from warrantor.service.proof.keyring import KeyRing
+from warrantor.service.proof.sealing import Sealer
 from warrantor.store import Repo, Store
 
 

@@ -6,30 +6,30 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from warrantor.domain.clock import Clock, IdFactory, RandomIds, SystemClock
-from warrantor.service.actions import Actions, ExpirySweeper
-from warrantor.service.approvals import Approvals
-from warrantor.service.approvers import ApproverDirectory
-from warrantor.service.audit import AuditedEvents, AuditFileSink
-from warrantor.service.authorize import Authorizer
-from warrantor.service.confirm_execution import ExecutionConfirmer
+from warrantor.service.approval.approvals import Approvals
+from warrantor.service.approval.approvers import ApproverDirectory
+from warrantor.service.approval.invitations import Invitations
+from warrantor.service.approval.notify import Mailer, Notifier, NullMailer
+from warrantor.service.approval.users import Users
+from warrantor.service.authorization.authorize import Authorizer
+from warrantor.service.authorization.grants import Grants
+from warrantor.service.authorization.grants import install as install_grants
+from warrantor.service.authorization.policies import Policies
 from warrantor.service.context import Deps, Limits
-from warrantor.service.execute import Executor
-from warrantor.service.execute_http import ExecuteConfig
-from warrantor.service.export import Exporter
-from warrantor.service.grants import Grants
-from warrantor.service.grants import install as install_grants
-from warrantor.service.invitations import Invitations
-from warrantor.service.keyring import KeyRing
-from warrantor.service.notarize import Notarizer
-from warrantor.service.notify import Mailer, Notifier, NullMailer
-from warrantor.service.policies import Policies
-from warrantor.service.records import Records
-from warrantor.service.runs import Guardrails, install_guardrails
-from warrantor.service.sealing import Sealer
+from warrantor.service.execution.actions import Actions, ExpirySweeper
+from warrantor.service.execution.confirm_execution import ExecutionConfirmer
+from warrantor.service.execution.execute import Executor
+from warrantor.service.execution.execute_http import ExecuteConfig
+from warrantor.service.execution.notarize import Notarizer
+from warrantor.service.execution.runs import Guardrails, install_guardrails
+from warrantor.service.proof.keyring import KeyRing
+from warrantor.service.proof.sealing import Sealer
+from warrantor.service.proof.transparency import Integrator, LogConfig, Transparency, build_log
+from warrantor.service.recordkeeping.audit import AuditedEvents, AuditFileSink
+from warrantor.service.recordkeeping.export import Exporter
+from warrantor.service.recordkeeping.records import Records
+from warrantor.service.recordkeeping.webhooks import WebhookDispatcher, WebhookEvents, Webhooks
 from warrantor.service.tenancy import Tenancy
-from warrantor.service.transparency import Integrator, LogConfig, Transparency, build_log
-from warrantor.service.users import Users
-from warrantor.service.webhooks import WebhookDispatcher, WebhookEvents, Webhooks
 from warrantor.store import Store
 
 

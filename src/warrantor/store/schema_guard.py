@@ -1,7 +1,7 @@
 """Tables for the guardrails area: agent registry, runs, budgets and rate-limit buckets.
 
 Imported at the end of schema.py so that one metadata holds every table. Queries are in
-``repo_guard.py``; the use cases in ``service/agents.py``, ``runs.py``, ``budgets.py`` and
+``repo_guard.py``; the use cases in ``service/authorization/agents.py``, ``runs.py``, ``budgets.py`` and
 ``ratelimit.py``. Everything that must be atomic across server processes (budget counters,
 token buckets) is a row that writers lock (``SELECT ... FOR UPDATE`` on PostgreSQL; the
 single ``BEGIN IMMEDIATE`` writer on SQLite).

@@ -1,7 +1,7 @@
 """Tables for the humans area: users, console sessions, failed logins, cosignatures.
 
 Imported at the end of schema.py so that one metadata holds every table. Queries live in
-``repo_humans.py``; the use cases in ``service/users.py``.
+``repo_humans.py``; the use cases in ``service/approval/users.py``.
 
 - ``users``: e-mail is unique across the deployment (it is the login name, and a login
   form has no tenant picker); only an argon2id hash of the password is stored (``!``, which

@@ -1,6 +1,6 @@
 """Verifying an audit export offline (``warrantor verify --export FILE --trust TRUST.json``).
 
-The export (``GET /v1/export``, ``service/export.py``) is JSON Lines: ``trust``, ``range``,
+The export (``GET /v1/export``, ``service/recordkeeping/export.py``) is JSON Lines: ``trust``, ``range``,
 one ``record`` per record sequence number, ``open_action`` lines, and a signed ``manifest``.
 The auditor's own trust bundle (``--trust``) is what counts: the export's ``trust`` line is
 believed only as far as ``--trust`` vouches for it (pinning, ``warrantor.verify.trust``), so

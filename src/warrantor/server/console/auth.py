@@ -28,8 +28,8 @@ from warrantor.domain.model import Role
 from warrantor.errors import AuthenticationError, PermissionDeniedError
 from warrantor.server.deps import Svc, authenticate
 from warrantor.server.problems import BEARER_CHALLENGE, SESSION_CHALLENGE
+from warrantor.service.approval.users import SESSION_MAX_AGE, NewSession, UserSession
 from warrantor.service.tenancy import require_role
-from warrantor.service.users import SESSION_MAX_AGE, NewSession, UserSession
 
 COOKIE = "warrantor_session"
 LOGIN_COOKIE = "warrantor_login_csrf"

@@ -16,7 +16,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from warrantor.server.console import charts
 from warrantor.server.console.present import FILTERS
-from warrantor.service.users import UserSession
+from warrantor.service.approval.users import UserSession
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 STATIC = Path(__file__).resolve().parent.parent / "static"

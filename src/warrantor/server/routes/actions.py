@@ -20,7 +20,7 @@ from warrantor.errors import ValidationError
 from warrantor.server.deps import Caller, Svc
 from warrantor.server.problems import render_stored_problem, request_id_of
 from warrantor.server.schemas import ActionIn, NotarizeIn
-from warrantor.service.intent import Intent
+from warrantor.service.authorization.intent import Intent
 from warrantor.service.tenancy import require_role
 
 router = APIRouter(tags=["actions"])

@@ -1,6 +1,6 @@
 """The approval link from the e-mail: ``/approve/{code}``, a server-rendered page.
 
-``_mail_codes`` (service/authorize.py) sends each e-mail approver a link
+``_mail_codes`` (service/authorization/authorize.py) sends each e-mail approver a link
 ``{public_url}/approve/{code}``. The single-use approval code in the path is the credential,
 so this page needs no login: ``GET`` shows what the approver needs to decide (action type,
 agent, details, payload, the rules that held it, quorum progress, expiry, and the approver
@@ -31,8 +31,8 @@ from warrantor.errors import ValidationError, WarrantorError
 from warrantor.server.console import auth
 from warrantor.server.console.web import render
 from warrantor.server.deps import Svc
-from warrantor.service.approvals import DECISIONS, DecisionResult
-from warrantor.service.users import MAX_TEXT
+from warrantor.service.approval.approvals import DECISIONS, DecisionResult
+from warrantor.service.approval.users import MAX_TEXT
 
 router = APIRouter(include_in_schema=False)
 

@@ -2,7 +2,7 @@
 
 Addresses listed here (besides the tenant's console users and their groups) may be named as
 approvers by policies and requests; they decide by the personal code e-mailed to them.
-Tenant admins only (an admin API key or a logged-in admin); rules in ``service/approvers.py``.
+Tenant admins only (an admin API key or a logged-in admin); rules in ``service/approval/approvers.py``.
 """
 
 from __future__ import annotations

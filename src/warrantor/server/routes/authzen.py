@@ -3,7 +3,7 @@
 ``POST /access/v1/evaluation`` and ``POST /access/v1/evaluations`` (Bearer agent, gateway or
 admin key), ``GET /.well-known/authzen-configuration`` (public). An evaluation is mapped to
 the body of ``POST /v1/actions`` and authorized by the same pipeline
-(``service/authzen.py``):
+(``service/authorization/authzen.py``):
 
 - ``subject.id`` is the agent (an agent-bound key may name only its own agent: 403
   ``AGENT_MISMATCH``, before anything is evaluated); ``subject.properties`` may carry
@@ -40,8 +40,8 @@ from warrantor.errors import PermissionDeniedError, ValidationError
 from warrantor.server.deps import Caller, Svc
 from warrantor.server.routes.actions import intent_from
 from warrantor.server.schemas import ActionIn
-from warrantor.service.authzen import EXECUTE_ALL, SEMANTICS, AccessEvaluator, Decided, Evaluation
-from warrantor.service.intent import Intent
+from warrantor.service.authorization.authzen import EXECUTE_ALL, SEMANTICS, AccessEvaluator, Decided, Evaluation
+from warrantor.service.authorization.intent import Intent
 from warrantor.service.tenancy import require_role
 
 MAX_EVALUATIONS = 100

@@ -25,7 +25,7 @@ from warrantor.server.console.verify_page import MAX_UPLOAD, run_verification
 from warrantor.server.console.web import STATIC, redirect, render, safe_next
 from warrantor.server.deps import Svc
 from warrantor.service import console_views as views
-from warrantor.service.users import UserSession
+from warrantor.service.approval.users import UserSession
 
 router = APIRouter(include_in_schema=False)
 

@@ -17,7 +17,7 @@ from warrantor.errors import ValidationError, WarrantorError
 from warrantor.server.console import auth
 from warrantor.server.console.web import redirect, render
 from warrantor.server.deps import Svc
-from warrantor.service.users import MIN_PASSWORD, UserSession
+from warrantor.service.approval.users import MIN_PASSWORD, UserSession
 
 router = APIRouter(include_in_schema=False)
 

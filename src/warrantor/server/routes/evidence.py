@@ -24,7 +24,7 @@ from warrantor.errors import ValidationError
 from warrantor.evidence.proofs import ProofBundle, TrustBundle, timestamp_fields
 from warrantor.server.deps import Caller, Svc
 from warrantor.server.schemas import Strict
-from warrantor.service.confirm_execution import DEFAULT_WINDOW_SECONDS, MAX_WINDOW_SECONDS
+from warrantor.service.execution.confirm_execution import DEFAULT_WINDOW_SECONDS, MAX_WINDOW_SECONDS
 from warrantor.service.tenancy import require_role
 from warrantor.verify import verify_bundle
 

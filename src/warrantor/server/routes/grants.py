@@ -2,7 +2,7 @@
 
 Request bodies are checked strictly here (unknown fields refused); the rules that need
 more than a type (scope names, glob patterns, expiry in the future) are in
-``service/grants.py``. See docs/grants.md.
+``service/authorization/grants.py``. See docs/grants.md.
 """
 
 from __future__ import annotations

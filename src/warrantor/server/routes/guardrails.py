@@ -3,7 +3,7 @@
 ``POST /v1/agents`` (admin) adds a version; ``GET``/``DELETE /v1/agents/{id}``.
 ``POST /v1/runs``, ``POST /v1/runs/{id}/usage``, ``GET /v1/runs/{id}``.
 ``GET /v1/budgets`` (admin, auditor). ``POST /v1/policies/simulate`` (admin, auditor).
-The use cases are in ``service/agents.py``, ``runs.py``, ``budgets.py``, ``simulate.py``.
+The use cases are in ``service/authorization/agents.py``, ``runs.py``, ``budgets.py``, ``simulate.py``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The set-password link from the invitation e-mail: ``/invite/{token}``, a server-rendered page.
 
-``Invitations`` (service/invitations.py) mails ``{public_url}/invite/{token}`` to a user an
+``Invitations`` (service/approval/invitations.py) mails ``{public_url}/invite/{token}`` to a user an
 API key created, or whose password an API key reset. The token in the path is the
 credential, so the page needs no login: ``GET`` shows whose password is being set (name,
 e-mail, tenant roles) and a form; ``POST`` (``password``, ``confirm_password``) sets it once
@@ -28,7 +28,7 @@ from warrantor.errors import ValidationError, WarrantorError
 from warrantor.server.console.web import render
 from warrantor.server.deps import Svc
 from warrantor.server.routes.approve_page import CODE_HEADERS
-from warrantor.service.users import MIN_PASSWORD
+from warrantor.service.approval.users import MIN_PASSWORD
 
 router = APIRouter(include_in_schema=False)
 

@@ -14,7 +14,7 @@ from warrantor.errors import NotFoundError
 from warrantor.evidence.keyforms import ed25519_public_key, key_forms
 from warrantor.server.deps import Caller, Svc
 from warrantor.server.problems import problem_response, request_id_of
-from warrantor.service.actions import sees_evidence
+from warrantor.service.execution.actions import sees_evidence
 from warrantor.service.tenancy import require_role
 
 router = APIRouter()

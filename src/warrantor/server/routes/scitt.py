@@ -19,7 +19,7 @@ from starlette.responses import Response
 from warrantor.evidence import cose
 from warrantor.server.deps import Caller, Svc
 from warrantor.server.routes.evidence import READERS
-from warrantor.service.scitt import (
+from warrantor.service.proof.scitt import (
     DSSE_CONTENT_TYPE,
     RECEIPT_MEDIA_TYPE,
     STATEMENT_MEDIA_TYPE,

@@ -7,7 +7,7 @@
   nothing written): it creates users without one, and its reset voids the old one; either
   way a set-password link goes to the user's address. A logged-in admin may set one, or
   omit it to send the link. ``POST /v1/invitations/{token}`` sets the password with the
-  link's token (``service/invitations.py``).
+  link's token (``service/approval/invitations.py``).
 - ``POST /v1/me/password``: the logged-in user changes their own password (current
   password and CSRF header required); the response carries a new session cookie.
 - ``POST /v1/sessions`` logs in (sets the ``warrantor_session`` cookie and returns the
@@ -16,7 +16,7 @@
 - ``POST /v1/actions/{id}/approve``, ``/deny`` and ``/cosign``: logged-in humans only,
   with the ``X-CSRF-Token`` header; API keys get 403 ``HUMAN_SESSION_REQUIRED``.
 
-The rules themselves live in ``service/users.py``; this module only maps HTTP onto them.
+The rules themselves live in ``service/approval/users.py``; this module only maps HTTP onto them.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from warrantor.server.console.auth import (
 from warrantor.server.deps import Svc
 from warrantor.server.problems import request_id_of
 from warrantor.server.schemas import Strict
-from warrantor.service.approvals import DecisionResult
+from warrantor.service.approval.approvals import DecisionResult
 
 router = APIRouter(tags=["humans"])
 

@@ -1,5 +1,5 @@
 """Reading actions: detail, list, long-poll, chain, and the expiry sweep (legal holds and
-erasure: ``service/records.py``).
+erasure: ``service/recordkeeping/records.py``).
 
 An agent key bound to agent X reads only X's actions (``tenancy.sees_agent``): another
 agent's action is 404 as if it did not exist, a list is always filtered to X (asking for
@@ -26,11 +26,11 @@ from warrantor.domain.model import Action, ActionFilter, Evidence, Principal, Ro
 from warrantor.errors import NotFoundError, PermissionDeniedError, ValidationError, WarrantorError
 from warrantor.evidence.keys import VerifyKey
 from warrantor.service.context import Deps
-from warrantor.service.integrity import check_actions
-from warrantor.service.records import erased_view, hold_history
-from warrantor.service.sealing import approvals_view
+from warrantor.service.execution.transitions import apply
+from warrantor.service.proof.integrity import check_actions
+from warrantor.service.proof.sealing import approvals_view
+from warrantor.service.recordkeeping.records import erased_view, hold_history
 from warrantor.service.tenancy import require_role, sees_agent
-from warrantor.service.transitions import apply
 from warrantor.store import Repo
 from warrantor.store.repo_humans import cosignatures_view
 

@@ -25,9 +25,9 @@ from warrantor.domain.model import Principal
 from warrantor.errors import RateLimitedError
 from warrantor.policy.config import RateLimit
 from warrantor.policy.limits import GRACE_SECONDS, take
-from warrantor.service.authorize import Draft
-from warrantor.service.intent import Intent
-from warrantor.service.policies import Policies
+from warrantor.service.authorization.authorize import Draft
+from warrantor.service.authorization.intent import Intent
+from warrantor.service.authorization.policies import Policies
 from warrantor.store import Repo
 from warrantor.store import repo_guard as rg
 

@@ -27,14 +27,14 @@ from typing import Any
 from warrantor.domain.clock import isoformat
 from warrantor.domain.model import Effect, Principal, Role
 from warrantor.errors import NotFoundError, PermissionDeniedError
-from warrantor.service.agents import AgentFacts, Agents, IdentifyStage
-from warrantor.service.authorize import Authorizer, Draft, Facts
-from warrantor.service.budgets import BudgetGuard, BudgetHook, Budgets, Ledger, halt
+from warrantor.service.authorization.agents import AgentFacts, Agents, IdentifyStage
+from warrantor.service.authorization.authorize import Authorizer, Draft, Facts
+from warrantor.service.authorization.budgets import BudgetGuard, BudgetHook, Budgets, Ledger, halt
+from warrantor.service.authorization.intent import Intent
+from warrantor.service.authorization.policies import Policies
+from warrantor.service.authorization.ratelimit import RateLimitGuard
+from warrantor.service.authorization.simulate import Simulator
 from warrantor.service.context import Deps
-from warrantor.service.intent import Intent
-from warrantor.service.policies import Policies
-from warrantor.service.ratelimit import RateLimitGuard
-from warrantor.service.simulate import Simulator
 from warrantor.service.tenancy import require_role, sees_agent
 from warrantor.store import Repo
 from warrantor.store import repo_guard as rg

@@ -35,10 +35,9 @@ from warrantor.domain.model import Action, ApprovalCode, ApprovalRequest, Effect
 from warrantor.errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError
 from warrantor.evidence.canonical import digest
 from warrantor.evidence.commitments import committed_intent
-from warrantor.service.approvers import TenantApprovers, requirements_for
-from warrantor.service.context import Deps
-from warrantor.service.intent import Intent
-from warrantor.service.pipeline import (
+from warrantor.service.approval.approvers import TenantApprovers, requirements_for
+from warrantor.service.authorization.intent import Intent
+from warrantor.service.authorization.pipeline import (
     Draft,
     FactProvider,
     Facts,
@@ -48,9 +47,16 @@ from warrantor.service.pipeline import (
     WriteGuard,
     _Bound,
 )
-from warrantor.service.policies import ActivePolicy, Policies
-from warrantor.service.sealing import Sealed, prepare, record_prepared
-from warrantor.service.stages import decide, detectors_stage, endpoint_stage, policy_stage, shadow_decision
+from warrantor.service.authorization.policies import ActivePolicy, Policies
+from warrantor.service.authorization.stages import (
+    decide,
+    detectors_stage,
+    endpoint_stage,
+    policy_stage,
+    shadow_decision,
+)
+from warrantor.service.context import Deps
+from warrantor.service.proof.sealing import Sealed, prepare, record_prepared
 from warrantor.service.tenancy import require_role
 from warrantor.store import Repo, UniqueViolationError
 from warrantor.store.repo import action_values

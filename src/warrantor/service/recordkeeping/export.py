@@ -49,10 +49,10 @@ from warrantor.domain.clock import isoformat
 from warrantor.domain.model import Action, Approval, Evidence, Principal, Role
 from warrantor.errors import ValidationError
 from warrantor.service.context import Deps
-from warrantor.service.records import erased_view
-from warrantor.service.sealing import approvals_view
+from warrantor.service.proof.sealing import approvals_view
+from warrantor.service.proof.transparency import StoredCheckpoint, Transparency
+from warrantor.service.recordkeeping.records import erased_view
 from warrantor.service.tenancy import require_role
-from warrantor.service.transparency import StoredCheckpoint, Transparency
 from warrantor.store import Repo
 from warrantor.store import repo_records as rr
 

@@ -296,7 +296,7 @@ class Sealer:
         return Sealed.pending(erasure_id, "erasure", canonicalize(statement), signer)
 
     def export_manifest(self, *, tenant_id: str, lines_sha256: str, predicate: dict[str, Any]) -> Envelope:
-        """The signed manifest that closes an audit export (not logged: see service/export.py)."""
+        """The signed manifest that closes an audit export (not logged: see service/recordkeeping/export.py)."""
         signer = self._current() if self._current is not None else self._signer
         statement = make_statement(f"export:{tenant_id}", lines_sha256, EXPORT_V1,
                                    {"tenant_id": tenant_id, **predicate})

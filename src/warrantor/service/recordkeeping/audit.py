@@ -12,7 +12,7 @@ each into an *audit record*:
 sends it two ways, both only if the change commits:
 
 - **webhooks**: to each endpoint subscribed to ``audit.record``, as the ``data`` of a Standard
-  Webhooks delivery (signed, retried; ``service/webhooks.py``). Each delivery body is one
+  Webhooks delivery (signed, retried; ``service/recordkeeping/webhooks.py``). Each delivery body is one
   line of JSON.
 - **a file** (``WARRANTOR_AUDIT_FILE=/path/audit.jsonl``): the record is written to the
   ``audit_outbox`` table in the change's transaction; ``AuditFileSink`` claims outbox rows
@@ -41,7 +41,7 @@ from typing import Any
 
 from warrantor.domain.clock import isoformat
 from warrantor.service.context import Deps
-from warrantor.service.webhooks import WebhookEvents
+from warrantor.service.recordkeeping.webhooks import WebhookEvents
 from warrantor.store import Repo
 from warrantor.store import repo_records as rr
 

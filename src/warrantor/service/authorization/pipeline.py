@@ -18,8 +18,8 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from warrantor.domain.model import ApprovalRequirement, Effect, Principal, strongest_effect
-from warrantor.service.intent import Intent
-from warrantor.service.policies import ActivePolicy
+from warrantor.service.authorization.intent import Intent
+from warrantor.service.authorization.policies import ActivePolicy
 from warrantor.store import Repo
 
 

@@ -1,7 +1,7 @@
 """Human decisions on held actions: by personal approval code, or by a logged-in user.
 
 An approval code (``APR-`` + 100 random bits) is a personal credential: it is minted for one
-human (an e-mail address the tenant knows, see ``service/approvers.py``) and reaches them
+human (an e-mail address the tenant knows, see ``service/approval/approvers.py``) and reaches them
 only through their own channel (e-mail). Its holder may review the action and decide once,
 recorded under that human. No API route ever returns a code. Rules:
 
@@ -32,10 +32,10 @@ from warrantor.domain.clock import isoformat
 from warrantor.domain.lifecycle import Event, Status
 from warrantor.domain.model import Action, Approval, ApprovalCode
 from warrantor.errors import ConflictError, GoneError, NotFoundError, PermissionDeniedError, ValidationError
-from warrantor.service.approvers import TenantApprovers, progress
+from warrantor.service.approval.approvers import TenantApprovers, progress
 from warrantor.service.context import Deps
-from warrantor.service.sealing import approvals_view
-from warrantor.service.transitions import Applied, apply
+from warrantor.service.execution.transitions import Applied, apply
+from warrantor.service.proof.sealing import approvals_view
 from warrantor.store import Repo
 
 DECISIONS = ("approve", "deny")

@@ -49,8 +49,9 @@ from warrantor.errors import ConflictError, NotFoundError, PermissionDeniedError
 from warrantor.policy.endpoints import EndpointAllowlist
 from warrantor.policy.http_request import HTTP_ACTION, HttpRequestError, HttpRequestSpec, explicitly_allowed
 from warrantor.policy.http_request import parse_http_request as parse_request
+from warrantor.service.authorization.policies import Policies
 from warrantor.service.context import Deps
-from warrantor.service.execute_http import (
+from warrantor.service.execution.execute_http import (
     EXECUTOR,
     Exchange,
     ExecuteConfig,
@@ -59,10 +60,9 @@ from warrantor.service.execute_http import (
     resolve,
     send,
 )
-from warrantor.service.execute_secrets import Injection
-from warrantor.service.policies import Policies
+from warrantor.service.execution.execute_secrets import Injection
+from warrantor.service.execution.transitions import Applied, apply
 from warrantor.service.tenancy import require_role, sees_agent
-from warrantor.service.transitions import Applied, apply
 from warrantor.store import Repo
 from warrantor.store.repo_execute import lost_executions
 

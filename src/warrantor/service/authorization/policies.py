@@ -37,9 +37,9 @@ from warrantor.policy.endpoints import EndpointAllowlist
 from warrantor.policy.engine import PolicyEngine
 from warrantor.policy.outlook import NO_ACTIVE_POLICY, BundleOutlook, Outlook, analyse
 from warrantor.policy.sandbox import SandboxError, SandboxLimits, run_isolated
-from warrantor.service.approvers import TenantApprovers, bundle_problems
+from warrantor.service.approval.approvers import TenantApprovers, bundle_problems
 from warrantor.service.context import Deps
-from warrantor.service.sealing import record
+from warrantor.service.proof.sealing import record
 from warrantor.store import Repo
 
 log = logging.getLogger(__name__)

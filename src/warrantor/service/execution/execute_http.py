@@ -57,13 +57,13 @@ from warrantor.errors import PermissionDeniedError, WarrantorError
 from warrantor.evidence.canonical import digest, sha256_hex
 from warrantor.policy.endpoints import normalize_fingerprint
 from warrantor.policy.http_request import HttpRequestSpec
-from warrantor.service.execute_secrets import Injection, SecretInjector
-from warrantor.service.notarize import RESERVED_EXECUTOR
+from warrantor.service.execution.execute_secrets import Injection, SecretInjector
+from warrantor.service.execution.notarize import RESERVED_EXECUTOR
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-EXECUTOR = RESERVED_EXECUTOR  # "warrantor-http": no gateway may claim it (service/notarize.py)
+EXECUTOR = RESERVED_EXECUTOR  # "warrantor-http": no gateway may claim it (service/execution/notarize.py)
 INJECTED = "[injected]"
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _HOP_BY_HOP = frozenset({

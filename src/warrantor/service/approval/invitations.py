@@ -33,8 +33,8 @@ from typing import Any
 
 from warrantor.domain.clock import isoformat, random_token
 from warrantor.errors import ConflictError, GoneError, NotFoundError
+from warrantor.service.approval.users import Users
 from warrantor.service.context import Deps
-from warrantor.service.users import Users
 from warrantor.store import Repo
 from warrantor.store import repo_humans as rh
 from warrantor.store.repo_humans import Invitation, User

@@ -25,9 +25,9 @@ from typing import Any
 
 from warrantor.domain.model import Effect, Principal, Role
 from warrantor.errors import ConflictError, NotFoundError
-from warrantor.service.authorize import Draft, Facts
+from warrantor.service.authorization.authorize import Draft, Facts
+from warrantor.service.authorization.intent import Intent
 from warrantor.service.context import Deps
-from warrantor.service.intent import Intent
 from warrantor.service.tenancy import require_role
 from warrantor.store import Repo
 from warrantor.store import repo_guard as rg

@@ -15,7 +15,7 @@ from warrantor.domain.lifecycle import Event, Status, is_terminal, transition
 from warrantor.domain.model import Action
 from warrantor.errors import ConflictError
 from warrantor.service.context import Deps
-from warrantor.service.sealing import Sealed, record
+from warrantor.service.proof.sealing import Sealed, record
 from warrantor.store import Repo
 from warrantor.store.sequencing import LogTicket
 

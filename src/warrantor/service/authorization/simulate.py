@@ -24,10 +24,10 @@ from warrantor.domain.clock import isoformat
 from warrantor.domain.model import Principal, Role
 from warrantor.errors import ValidationError, WarrantorError
 from warrantor.evidence.commitments import is_committed
-from warrantor.service.authorize import Authorizer, Facts
+from warrantor.service.authorization.authorize import Authorizer, Facts
+from warrantor.service.authorization.intent import Intent
+from warrantor.service.authorization.policies import ActivePolicy, Policies
 from warrantor.service.context import Deps
-from warrantor.service.intent import Intent
-from warrantor.service.policies import ActivePolicy, Policies
 from warrantor.service.tenancy import require_role
 from warrantor.store import repo_guard as rg
 

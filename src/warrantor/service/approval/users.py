@@ -18,7 +18,7 @@ Rules (docs/security.md; issue 4):
   password on a password change counts the same way. Unknown e-mails cost the same argon2
   verification as known ones, so timing does not reveal accounts.
 - Passwords are chosen by the person: a user created without one (by an API key, see
-  ``service/invitations.py``) cannot log in until they set one through the mailed link.
+  ``service/approval/invitations.py``) cannot log in until they set one through the mailed link.
   Disabling, deleting or setting a password any other way voids outstanding links.
 - User lifecycle (admins): roles, groups and ``disabled`` change with ``update``; ``delete``
   leaves a tombstone (see ``schema_humans``). Disabling, deleting, an admin's password
@@ -63,9 +63,9 @@ from warrantor.errors import (
 )
 from warrantor.evidence.canonical import sha256_hex
 from warrantor.evidence.statement import STATEMENT_TYPE, sign_statement
-from warrantor.service.approvals import Approvals, Decider, DecisionResult
+from warrantor.service.approval.approvals import Approvals, Decider, DecisionResult
 from warrantor.service.context import Deps
-from warrantor.service.sealing import Sealed, record
+from warrantor.service.proof.sealing import Sealed, record
 from warrantor.store import Repo, UniqueViolationError
 from warrantor.store import repo_humans as rh
 from warrantor.store.repo_humans import Session, User
@@ -222,7 +222,7 @@ class Users:
 
     def reset_password(self, tenant_id: str, user_id: str, password: str) -> User:
         """A logged-in admin sets a user's password (API keys send a link instead, see
-        ``service/invitations.py``): every session of that user ends, outstanding
+        ``service/approval/invitations.py``): every session of that user ends, outstanding
         set-password links are void, and the e-mail's failed-login lock-out is lifted."""
         digest = self.hash_password(password)
 

@@ -37,11 +37,11 @@ from warrantor.domain.clock import isoformat, parse_time, random_token
 from warrantor.domain.lifecycle import Event, Status
 from warrantor.domain.model import Approval, Effect, Principal, Role
 from warrantor.errors import GoneError, NotFoundError, PermissionDeniedError, ValidationError
-from warrantor.service.authorize import Authorizer, Draft, Facts
+from warrantor.service.authorization.authorize import Authorizer, Draft, Facts
+from warrantor.service.authorization.intent import Intent
 from warrantor.service.context import Deps
-from warrantor.service.intent import Intent
+from warrantor.service.execution.transitions import apply
 from warrantor.service.tenancy import require_role
-from warrantor.service.transitions import apply
 from warrantor.store import Repo
 from warrantor.store import repo_grants as rg
 from warrantor.store.repo_grants import Grant, Nonce, ScopeGrant

@@ -54,8 +54,8 @@ from warrantor.evidence.dsse import Envelope, pae
 from warrantor.evidence.keys import VerifyKey
 from warrantor.evidence.statement import WARRANT_V1
 from warrantor.service.context import Deps
-from warrantor.service.notarize import within_window
-from warrantor.service.sealing import record
+from warrantor.service.execution.notarize import within_window
+from warrantor.service.proof.sealing import record
 from warrantor.service.tenancy import require_role
 from warrantor.store import Repo, UniqueViolationError
 from warrantor.store import repo_evidence as rq

@@ -32,8 +32,8 @@ from warrantor.errors import EvidenceError
 from warrantor.evidence import cose
 from warrantor.evidence.checkpoint import open_checkpoint
 from warrantor.evidence.proofs import ProofBundle
-from warrantor.service.keyring import KeyRing
-from warrantor.service.transparency import Transparency
+from warrantor.service.proof.keyring import KeyRing
+from warrantor.service.proof.transparency import Transparency
 
 DSSE_CONTENT_TYPE = "application/vnd.dsse.envelope.v1+json"
 STATEMENT_MEDIA_TYPE = "application/scitt-statement+cose"

@@ -32,9 +32,9 @@ from typing import Any
 from warrantor.domain.lifecycle import Status
 from warrantor.domain.model import Action, Principal
 from warrantor.errors import WarrantorError
-from warrantor.service.authorize import Authorizer, Outcome
+from warrantor.service.authorization.authorize import Authorizer, Outcome
+from warrantor.service.authorization.intent import Intent
 from warrantor.service.context import Deps
-from warrantor.service.intent import Intent
 
 EXECUTE_ALL = "execute_all"
 DENY_ON_FIRST_DENY = "deny_on_first_deny"

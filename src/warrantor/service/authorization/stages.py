@@ -18,9 +18,9 @@ from warrantor.policy.endpoints import EndpointError, TLSPinMismatchError, check
 from warrantor.policy.engine import PolicyDecision, evaluation_hash
 from warrantor.policy.http_request import HTTP_ACTION, cedar_payload, explicitly_allowed, parse_http_request
 from warrantor.policy.normalize import PolicyInput, build_input
-from warrantor.service.intent import Intent
-from warrantor.service.pipeline import Draft, Facts
-from warrantor.service.policies import ActivePolicy
+from warrantor.service.authorization.intent import Intent
+from warrantor.service.authorization.pipeline import Draft, Facts
+from warrantor.service.authorization.policies import ActivePolicy
 
 _FIELD = re.compile(r"[A-Za-z_][\w]*(\.[^.\s:\[\]]+|\[\d+\]|\[\])*")  # payload.a[0].b: where a message starts
 

@@ -71,7 +71,7 @@ EVENT_TYPES = (
     "action.failed",
     "action.diverged",
     "run.halted",
-    "audit.record",  # every state change as one audit record (service/audit.py): the SIEM stream
+    "audit.record",  # every state change as one audit record (service/recordkeeping/audit.py): the SIEM stream
 )
 AUDIT_EVENT = "audit.record"
 AUDIT_CACHE_SECONDS = 2.0
@@ -181,7 +181,7 @@ class Webhooks:
 class WebhookEvents:
     """One outbox row per subscribed endpoint, in the caller's transaction.
 
-    ``audit`` (``service/audit.py``) is the state change as an audit record, delivered as an
+    ``audit`` (``service/recordkeeping/audit.py``) is the state change as an audit record, delivered as an
     ``audit.record`` event to the endpoints subscribed to it. Whether a tenant has such an
     endpoint is remembered for ``AUDIT_CACHE_SECONDS``, so a change the webhooks never hear
     of (``action.authorized``, the hot path) costs no query: an endpoint registered in this

@@ -49,7 +49,7 @@ from warrantor.errors import ConflictError, NotFoundError, ValidationError
 from warrantor.evidence.commitments import COMMITMENTS
 from warrantor.evidence.dsse import Envelope
 from warrantor.service.context import Deps
-from warrantor.service.sealing import record
+from warrantor.service.proof.sealing import record
 from warrantor.service.tenancy import require_role, sees_agent
 from warrantor.store import Repo
 from warrantor.store import repo_records as rr

@@ -55,8 +55,8 @@ from warrantor.evidence.keys import SigningKey
 from warrantor.evidence.merkle import MerkleTree, leaf_hash
 from warrantor.evidence.proofs import ProofBundle, TrustBundle
 from warrantor.evidence.tsa import TimestampAuthority
-from warrantor.service.keyring import KeyRing, load_or_create_key
-from warrantor.service.timestamping import TSAUnavailableError, open_tsa
+from warrantor.service.proof.keyring import KeyRing, load_or_create_key
+from warrantor.service.proof.timestamping import TSAUnavailableError, open_tsa
 from warrantor.store import Repo, Store
 from warrantor.store import repo_evidence as rq
 from warrantor.store import repo_trust as rt
@@ -360,7 +360,7 @@ class Transparency:
                  tsa_root_pem: str | None, witnesses: Sequence[NoteVerifier] = (),
                  integrator: Integrator | None = None, witness_quorum: int = 0) -> None:
         self._store, self._tree, self._keyring = store, tree, keyring
-        self.log_signer = signer  # signs checkpoints (Integrator) and SCITT receipts (service/scitt.py)
+        self.log_signer = signer  # signs checkpoints (Integrator) and SCITT receipts (service/proof/scitt.py)
         self.log_verifier = signer.verifier()
         self.origin = origin
         self.tsa_root_pem = tsa_root_pem

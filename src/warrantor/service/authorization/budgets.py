@@ -79,10 +79,10 @@ from warrantor.policy.limits import (
     window_start,
     would_exceed,
 )
-from warrantor.service.authorize import Draft, GuardStop
+from warrantor.service.authorization.authorize import Draft, GuardStop
+from warrantor.service.authorization.intent import Intent
+from warrantor.service.authorization.policies import Policies
 from warrantor.service.context import Deps
-from warrantor.service.intent import Intent
-from warrantor.service.policies import Policies
 from warrantor.service.tenancy import require_role
 from warrantor.store import Repo
 from warrantor.store import repo_guard as rg

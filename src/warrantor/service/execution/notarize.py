@@ -46,8 +46,8 @@ from warrantor.errors import NotFoundError, PermissionDeniedError, ValidationErr
 from warrantor.evidence.canonical import canonicalize
 from warrantor.evidence.commitments import commit
 from warrantor.service.context import Deps
+from warrantor.service.execution.transitions import apply
 from warrantor.service.tenancy import require_role
-from warrantor.service.transitions import apply
 from warrantor.store import Repo
 
 OUTCOMES = {

@@ -1,0 +1,1 @@
+"""Humans: approvals and approvers, users and invitations, notification mail."""

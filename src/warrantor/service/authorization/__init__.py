@@ -1,0 +1,2 @@
+"""Deciding: the authorize pipeline and its stages, policies, guardrails (agents, budgets,
+rate limits, grants), simulation, AuthZEN."""

@@ -1,0 +1,1 @@
+"""Records over time: holds, retention and erasure, audit export, the audit stream and webhooks."""
