@@ -221,12 +221,10 @@ def server_process(data_dir: Path, database_url: str | None = None, *, demo: boo
 
     Stopped by PID (SIGTERM, then SIGKILL) when the block ends, whatever happened.
     """
-    import signal
     import subprocess
     import sys
-    import time
 
-    import httpx
+    from warrantor.cli.localserver import stop, wait_ready
 
     port = free_port()
     cmd = [sys.executable, "-m", "warrantor.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port),
@@ -243,25 +241,29 @@ def server_process(data_dir: Path, database_url: str | None = None, *, demo: boo
         proc = subprocess.Popen(cmd, env=child_env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                out_text = log_path.read_text(encoding="utf-8", errors="replace")
-                raise RuntimeError(f"server exited with {proc.returncode}: {out_text}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not become ready within 30 s")
-            time.sleep(0.1)
+        wait_ready(proc, url, log_path, timeout=30, name="server")
         yield ServerHandle(url, proc, log_path)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        stop(proc)
+
+
+def decide_in_console(url: str, email: str, password: str, action_id: str, decision: str = "approve") -> None:
+    """A human approver logs in to the console and approves or denies ``action_id`` through
+    its HTML forms (login token, CSRF token), as a browser would; asserts the console said so."""
+    import httpx
+
+    with httpx.Client(base_url=url, timeout=10) as web:
+        page = web.get("/console/login")
+        login = re.search(r'name="login_token" value="([^"]+)"', page.text)
+        assert login, page.text[:500]
+        r = web.post("/console/login", data={"email": email, "password": password,
+                                             "next": f"/console/actions/{action_id}", "login_token": login.group(1)})
+        assert r.status_code in (200, 303), r.text
+        detail = web.get(f"/console/actions/{action_id}")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', detail.text)
+        assert token, detail.text[:500]
+        r = web.post(f"/console/actions/{action_id}/{decision}",
+                     data={"csrf_token": token.group(1), "reason": "checked", "back": "detail"})
+    # The console redirects with ?flash=approved / denied, or the error's code.
+    flash = "approved" if decision == "approve" else "denied"
+    assert r.status_code == 303 and r.headers["location"].endswith(f"?flash={flash}"), (r.status_code, r.headers)

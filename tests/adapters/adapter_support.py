@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from support import bearer, server_process
+from support import bearer, decide_in_console, server_process
 from warrantor.adapters import Gate
 from warrantor.client import AsyncClient
 
@@ -65,22 +64,7 @@ class Warrantor:
 
     def decide_in_console(self, action_id: str, decision: str = "approve") -> None:
         """An approver logs in to the console and approves or denies (HTTP forms, as the browser would)."""
-        with httpx.Client(base_url=self.url, timeout=10) as web:
-            page = web.get("/console/login")
-            login = re.search(r'name="login_token" value="([^"]+)"', page.text)
-            assert login, page.text[:500]
-            r = web.post("/console/login", data={
-                "email": self.demo["console_email"], "password": self.demo["console_password"],
-                "next": f"/console/actions/{action_id}", "login_token": login.group(1)})
-            assert r.status_code in (200, 303), r.text
-            detail = web.get(f"/console/actions/{action_id}")
-            token = re.search(r'name="csrf_token" value="([^"]+)"', detail.text)
-            assert token, detail.text[:500]
-            r = web.post(f"/console/actions/{action_id}/{decision}",
-                         data={"csrf_token": token.group(1), "reason": "checked", "back": "detail"})
-        # The console redirects with ?flash=approved / denied, or the error's code.
-        flash = "approved" if decision == "approve" else "denied"
-        assert r.status_code == 303 and r.headers["location"].endswith(f"?flash={flash}"), (r.status_code, r.headers)
+        decide_in_console(self.url, self.demo["console_email"], self.demo["console_password"], action_id, decision)
 
 
 @contextmanager

@@ -24,6 +24,8 @@ from gateway_support import (
 )
 from mcp import Client
 
+from support import decide_in_console
+
 META = "io.warrantor/evidence"
 SMALL = {"amount_minor": 1200, "currency": "EUR", "beneficiary": "ACME GmbH"}
 BIG = {"amount_minor": 6_000_000, "currency": "EUR", "beneficiary": "ACME GmbH"}
@@ -180,22 +182,8 @@ def test_held_call_returns_pending_and_continues_after_approval(deployment: Depl
 
 def approve_in_console(deployment: Deployment, action_id: str) -> None:
     """An approver logs in to the console and approves (HTTP forms, as the browser would)."""
-    import re
-
-    with httpx.Client(base_url=deployment.url, timeout=10) as web:
-        page = web.get("/console/login")
-        login = re.search(r'name="login_token" value="([^"]+)"', page.text)
-        assert login, page.text[:500]
-        r = web.post("/console/login", data={
-            "email": deployment.demo["console_email"], "password": deployment.demo["console_password"],
-            "next": f"/console/actions/{action_id}", "login_token": login.group(1)})
-        assert r.status_code in (200, 303), r.text
-        detail = web.get(f"/console/actions/{action_id}")
-        token = re.search(r'name="csrf_token" value="([^"]+)"', detail.text)
-        assert token, detail.text[:500]
-        r = web.post(f"/console/actions/{action_id}/approve",
-                     data={"csrf_token": token.group(1), "reason": "checked", "back": "detail"})
-        assert r.status_code in (200, 303), r.text
+    decide_in_console(deployment.url, deployment.demo["console_email"], deployment.demo["console_password"],
+                      action_id)
     status = deployment.get(f"/v1/actions/{action_id}").json()["status"]
     assert status == "approved", status
 
@@ -413,3 +401,27 @@ def test_identical_calls_at_the_same_time_share_one_held_action(deployment: Depl
     first, second = run(go)
     assert evidence(first)["status"] == evidence(second)["status"] == "pending_approval"
     assert evidence(first)["action_id"] == evidence(second)["action_id"]
+
+
+@pytest.mark.parametrize(("extra", "said"), [
+    ({"n": 2**70}, "cannot be authorized"),  # refused by the gateway before Warrantor
+], ids=["integer beyond 2**53"])
+def test_hostile_arguments_are_a_tool_error_not_a_crash(deployment: Deployment, tmp_path: Path,
+                                                        extra: dict[str, Any], said: str) -> None:
+    """Arguments the tool's schema lets through (it allows extra properties) but Warrantor
+    cannot sign: a clear tool error, nothing authorized, the upstream never called, and the
+    gateway still serves the next call."""
+    outbox = tmp_path / "outbox"
+    config = write_config(tmp_path / "gateway.yaml", deployment, outbox)
+    before = len(deployment.actions())
+
+    async def go() -> tuple[Any, Any]:
+        async with client(config, deployment) as c:
+            hostile = await c.call_tool("tools__broken_tool", {"reason": "x", **extra})
+            return hostile, await c.call_tool("tools__send_payment", SMALL)
+
+    hostile, after = run(go)
+    assert hostile.is_error and said in text(hostile), text(hostile)
+    assert outbox_calls(outbox, "broken_tool") == []
+    assert not after.is_error  # the gateway lives on
+    assert len(deployment.actions()) == before + 1  # only the second call was authorized

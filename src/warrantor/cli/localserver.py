@@ -55,30 +55,34 @@ def local_server() -> Iterator[LocalServer]:
             proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
         try:
             url = f"http://127.0.0.1:{port}"
-            _wait_ready(proc, url, log_path)
+            wait_ready(proc, url, log_path)
             demo = json.loads((data_dir / "demo.json").read_text())
             yield LocalServer(url, proc.pid, data_dir, demo)
         finally:
-            _stop(proc)
+            stop(proc)
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+def wait_ready(proc: subprocess.Popen[bytes], url: str, log_path: Path, *,
+               timeout: float = START_TIMEOUT_SECONDS, name: str = "the demo server") -> None:
+    """Return once ``url``/readyz answers 200; raise with the log's tail if the process exits
+    or ``timeout`` seconds pass (the tests' servers use this too)."""
+    deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
             tail = log_path.read_text(encoding="utf-8", errors="replace")[-2000:]
-            raise RuntimeError(f"the demo server exited with status {proc.returncode}:\n{tail}")
+            raise RuntimeError(f"{name} exited with status {proc.returncode}:\n{tail}")
         try:
             if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         if time.monotonic() > deadline:
-            raise RuntimeError(f"the demo server did not become ready within {START_TIMEOUT_SECONDS:g} s")
+            raise RuntimeError(f"{name} did not become ready within {timeout:g} s")
         time.sleep(0.1)
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 10 s: the process is gone when this returns."""
     if proc.poll() is not None:
         return
     proc.send_signal(signal.SIGTERM)

@@ -145,7 +145,10 @@ class Gateway:
         args = dict(arguments or {})
         if (problem := self._check_arguments(tool, args)) is not None:
             return _error(problem, None)
-        key = (tool.name, digest(args))
+        try:  # the arguments must be JSON Warrantor can sign: no integers beyond 2**53, no lone surrogates
+            key = (tool.name, digest(args))
+        except (ValueError, RecursionError) as exc:
+            return _error(f"The arguments cannot be authorized: {exc}", None)
         entry = self._locks.setdefault(key, [asyncio.Lock(), 0])
         entry[1] += 1
         try:
