@@ -322,15 +322,28 @@ def test_the_payload_is_the_jcs_statement_and_the_subject_its_documented_digest(
     assert payload == rfc8785.dumps(statement)
     subject, predicate = statement["subject"][0], statement["predicate"]
     sha = subject["digest"]["sha256"]
+    checked = 0
     if "intent" in predicate:  # warrants: the committed intent, nothing erasable
         assert sha == hashlib.sha256(rfc8785.dumps(predicate["intent"])).hexdigest()
         assert not {"details", "payload", "context"} & set(predicate["intent"])
+        checked += 1
     if "intent_digest" in predicate:
         assert sha == predicate["intent_digest"]
+        checked += 1
     if "erased" in predicate:
         assert sha == hashlib.sha256(rfc8785.dumps(predicate["erased"])).hexdigest()
+        checked += 1
     if statement["predicateType"].endswith(":signing-key:v1"):
         assert sha == predicate["keyid"] == hashlib.sha256(base64.b64decode(predicate["public_key"])).hexdigest()
+        checked += 1
+    # Every kind must meet one documented digest rule; a kind meeting none would pass unchecked.
+    assert checked or kind in SUBJECT_RULE_EXEMPT, f"{kind}: no documented subject digest rule applied"
+
+
+# Kinds whose subject digest this test does not yet recompute (their schemas are still
+# validated above). Listed so that a new kind cannot pass here without any digest check.
+SUBJECT_RULE_EXEMPT = frozenset({"legal hold set", "legal hold lifted", "export manifest", "policy enforce",
+                                 "policy shadow"})
 
 
 @pytest.mark.parametrize("kind", [k for k in KINDS if k.startswith(("warrant", "receipt"))])
