@@ -221,10 +221,12 @@ def server_process(data_dir: Path, database_url: str | None = None, *, demo: boo
 
     Stopped by PID (SIGTERM, then SIGKILL) when the block ends, whatever happened.
     """
+    import signal
     import subprocess
     import sys
+    import time
 
-    from warrantor.cli.localserver import stop, wait_ready
+    import httpx
 
     port = free_port()
     cmd = [sys.executable, "-m", "warrantor.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port),
@@ -241,10 +243,28 @@ def server_process(data_dir: Path, database_url: str | None = None, *, demo: boo
         proc = subprocess.Popen(cmd, env=child_env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(proc, url, log_path, timeout=30, name="server")
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                out_text = log_path.read_text(encoding="utf-8", errors="replace")
+                raise RuntimeError(f"server exited with {proc.returncode}: {out_text}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not become ready within 30 s")
+            time.sleep(0.1)
         yield ServerHandle(url, proc, log_path)
     finally:
-        stop(proc)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
 
 
 def decide_in_console(url: str, email: str, password: str, action_id: str, decision: str = "approve") -> None:
