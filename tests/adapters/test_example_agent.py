@@ -53,6 +53,10 @@ def test_the_example_agent_pays_what_warrantor_allows_after_approval(wr: Warrant
         while not (held := pending(wr)) and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
         assert len(held) == 1 and held[0]["action_type"] == "wire_transfer", held
+        # Pydantic AI runs the model's three calls concurrently: INV-2 can be held before INV-1's
+        # transfer reaches the bank, so wait for that transfer rather than assume it came first.
+        while not lines(outbox / "bank.jsonl") and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert [t["reference"] for t in lines(outbox / "bank.jsonl")] == ["INV-1"]   # INV-2 waits
         wr.decide_in_console(held[0]["action_id"])
         out, err = proc.communicate(timeout=60)
