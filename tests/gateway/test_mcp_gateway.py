@@ -405,7 +405,8 @@ def test_identical_calls_at_the_same_time_share_one_held_action(deployment: Depl
 
 @pytest.mark.parametrize(("extra", "said"), [
     ({"n": 2**70}, "cannot be authorized"),  # refused by the gateway before Warrantor
-], ids=["integer beyond 2**53"])
+    ({"deep": json.loads('{"a": ' * 100 + "1" + "}" * 100)}, "arguments are nested deeper than 64 levels"),
+], ids=["integer beyond 2**53", "nested 100 deep"])
 def test_hostile_arguments_are_a_tool_error_not_a_crash(deployment: Deployment, tmp_path: Path,
                                                         extra: dict[str, Any], said: str) -> None:
     """Arguments the tool's schema lets through (it allows extra properties) but Warrantor

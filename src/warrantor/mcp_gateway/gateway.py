@@ -2,8 +2,9 @@
 
 ``tools/call`` is a Warrantor action, in this order:
 
-1. The tool must exist upstream and the arguments must match its declared input schema;
-   otherwise a tool error, and nothing is authorized or sent.
+1. The tool must exist upstream, the arguments must nest at most 64 levels (checked before
+   anything recursive reads them) and match its declared input schema; otherwise a tool
+   error, and nothing is authorized or sent.
 2. Authorize ``upstream.action_type(tool)`` with the arguments as the payload. The agent is
    the one the gateway's key is bound to; nothing in the call can name another.
 3. Denied (or any refusal from Warrantor, or Warrantor unreachable): a tool error naming
@@ -44,8 +45,10 @@ import mcp_types as types
 from warrantor.client import ActionDetail, AsyncClient, TransportError
 from warrantor.errors import ActionDeniedError, WarrantorError
 from warrantor.evidence.canonical import digest
+from warrantor.evidence.jsontext import MAX_JSON_DEPTH
 from warrantor.mcp_gateway.config import GatewayConfig
 from warrantor.mcp_gateway.upstreams import CallOutcome, ExposedTool, Upstreams
+from warrantor.policy._scan import json_depth
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +146,9 @@ class Gateway:
         if tool is None:
             return _error(f"Unknown tool {name!r}.", None)
         args = dict(arguments or {})
+        if json_depth(args, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:  # before any recursive check sees them
+            return _error(f"The arguments are nested deeper than {MAX_JSON_DEPTH} levels of arrays and objects, "
+                          f"more than Warrantor accepts; nothing was authorized or sent.", None)
         if (problem := self._check_arguments(tool, args)) is not None:
             return _error(problem, None)
         try:  # the arguments must be JSON Warrantor can sign: no integers beyond 2**53, no lone surrogates

@@ -3,7 +3,9 @@
 The MCP server is the official SDK's low-level ``Server``; it speaks the 2026-07-28 protocol
 (per-request envelope) and the handshake-era revisions before it (2025-11-25 and older), and
 the client's first request decides which. What a held call can show the client depends on
-both the era and the client's declared capabilities (``gateway.Interaction``).
+both the era and the client's declared capabilities (``gateway.Interaction``). Over stdio, a
+request the SDK cannot read (nested deeper than its parser goes) is answered with a parse
+error for its id instead of dropped (``unreadable``).
 
 Over HTTP the gateway acts for the agent its Warrantor key is bound to, so whoever can reach
 it can act as that agent: it refuses to listen beyond loopback without ``http.token`` (a
@@ -32,6 +34,7 @@ from warrantor.client import AsyncClient
 from warrantor.errors import WarrantorError
 from warrantor.mcp_gateway.config import GatewayConfig
 from warrantor.mcp_gateway.gateway import Gateway, Interaction
+from warrantor.mcp_gateway.unreadable import AnsweringReader
 from warrantor.mcp_gateway.upstreams import Upstreams
 
 log = logging.getLogger(__name__)
@@ -88,7 +91,7 @@ async def serve_stdio(config: GatewayConfig) -> None:
     async with open_gateway(config) as gateway:
         server = build_server(gateway)
         async with stdio_server() as (read, write):
-            await server.run(read, write, server.create_initialization_options())
+            await server.run(AnsweringReader(read, write), write, server.create_initialization_options())
 
 
 def is_loopback(host: str) -> bool:

@@ -1,0 +1,106 @@
+"""An agent attacking the gateway, with real processes: nesting its messages too deep to read,
+filling the gateway's memory of held calls, and calling unknown tools to make the gateway
+re-list every upstream."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import mcp_types as types
+import pytest
+from anyio.abc import Process
+from anyio.streams.buffered import BufferedByteReceiveStream
+from gateway_support import Deployment, gateway_params, outbox_calls, write_config
+from mcp import Client
+from mcp.shared.exceptions import MCPError
+
+from support import bearer
+
+SMALL = {"amount_minor": 1200, "currency": "EUR", "beneficiary": "ACME GmbH"}
+
+
+def nested(depth: int) -> Any:
+    value: Any = "x"
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"], ids=["2026-07-28", "2025-11-25"])
+def test_arguments_nested_200_deep_get_a_prompt_error_not_a_hang(
+    deployment: Deployment, tmp_path: Path, mode: str,
+) -> None:
+    """200 levels is past what the SDK's stdio transport reads: the gateway answers the call
+    with a parse error at once (the SDK dropped it, and the client waited forever), nothing is
+    authorized or sent, and the next call is served."""
+    outbox = tmp_path / "outbox"
+    config = write_config(tmp_path / "gateway.yaml", deployment, outbox)
+    before = len(deployment.actions())
+
+    async def go() -> tuple[MCPError, types.CallToolResult]:
+        async with Client(gateway_params(config, deployment), cache=None, mode=mode) as c:
+            with anyio.fail_after(10):
+                with pytest.raises(MCPError) as refused:
+                    await c.call_tool("tools__broken_tool", {"reason": "x", "deep": nested(200)})
+                return refused.value, await c.call_tool("tools__send_payment", SMALL)
+
+    refused, after = anyio.run(go)
+    assert refused.error.code == types.PARSE_ERROR, refused.error
+    assert "recursion limit" in refused.error.message and "200 levels" in refused.error.message
+    assert not after.is_error
+    assert outbox_calls(outbox, "broken_tool") == []
+    assert len(deployment.actions()) == before + 1  # only the second call was authorized
+
+
+async def _line(reader: BufferedByteReceiveStream) -> dict[str, Any]:
+    return dict(json.loads(await reader.receive_until(b"\n", 1 << 20)))
+
+
+async def _send(process: Process, message: str) -> None:
+    assert process.stdin is not None
+    await process.stdin.send(message.encode() + b"\n")
+
+
+def test_a_hand_written_request_nested_100000_deep_is_answered_by_its_id(
+    deployment: Deployment, tmp_path: Path,
+) -> None:
+    """No SDK on the agent's side: a raw line 100,000 levels deep with its id placed after the
+    arguments still gets a parse error for that id, and the gateway serves the next request.
+    Warrantor's own HTTP API refuses the same nesting with 422 JSON_TOO_DEEP."""
+    config = write_config(tmp_path / "gateway.yaml", deployment, tmp_path / "outbox")
+    params = gateway_params(config, deployment)
+    deep = '{"a":' * 100_000 + '"x"' + "}" * 100_000
+    hello = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "attacker", "version": "0"}}}
+
+    async def go() -> tuple[dict[str, Any], dict[str, Any]]:
+        log = (tmp_path / "gateway.log").open("wb")
+        async with await anyio.open_process([params.command, *params.args], env=params.env, stderr=log) as process:
+            assert process.stdout is not None
+            reader = BufferedByteReceiveStream(process.stdout)
+            try:
+                with anyio.fail_after(30):
+                    await _send(process, json.dumps(hello))
+                    assert (await _line(reader))["id"] == 1
+                    await _send(process, '{"jsonrpc": "2.0", "method": "notifications/initialized"}')
+                    await _send(process, '{"jsonrpc": "2.0", "method": "tools/call", "params": {"name": '
+                                         '"tools__broken_tool", "arguments": {"deep": ' + deep + '}}, "id": "late"}')
+                    refused = await _line(reader)
+                    await _send(process, json.dumps({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+                        "name": "tools__send_payment", "arguments": SMALL}}))
+                    return refused, await _line(reader)
+            finally:
+                process.terminate()
+                log.close()
+
+    refused, after = anyio.run(go)
+    assert refused["id"] == "late" and refused["error"]["code"] == types.PARSE_ERROR, refused
+    assert after["id"] == 3 and not after["result"].get("isError"), after
+    r = httpx.post(f"{deployment.url}/v1/actions", headers={**bearer(deployment.gateway_key),
+                   "content-type": "application/json"}, timeout=10,
+                   content='{"action_type": "mcp.tools.broken_tool", "payload": {"deep": ' + deep + "}}")
+    assert (r.status_code, r.json()["code"]) == (422, "JSON_TOO_DEEP"), r.text[:300]
