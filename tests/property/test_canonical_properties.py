@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import rfc8785
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from warrantor.evidence import canonical
@@ -25,6 +25,21 @@ json_values = st.recursive(
 @given(json_values)
 def test_fast_path_equals_the_reference(value: Any) -> None:
     assert canonicalize(value) == rfc8785.dumps(value)
+
+
+@settings(max_examples=1000)
+@given(json_values)
+def test_the_standard_library_path_gives_the_same_bytes(value: Any) -> None:
+    """The light install (no orjson) writes the same bytes as the server."""
+    assume(canonical._plain(value))
+    assert canonical._ENCODER.encode(value).encode("utf-8") == rfc8785.dumps(value)
+
+
+def test_documents_deeper_than_orjson_allows_still_canonicalize() -> None:
+    deep: Any = 1
+    for _ in range(150):  # 300 levels: past orjson's 255, within Python's recursion limit
+        deep = {"a": [deep]}
+    assert canonicalize(deep) == rfc8785.dumps(deep)
 
 
 @given(st.dictionaries(st.sampled_from(["a", "\uffff", "\U0001f600", "\ue000", "z", "\u00e9"]), st.integers(0, 9)))

@@ -10,7 +10,9 @@ Two paths, one output:
   exactly ``json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False)``
   (RFC 8785 section 3.2.2: no whitespace, minimal escapes, integers as digits; section
   3.2.3: keys sorted by UTF-16 code units, which for such keys is code-point order), which
-  runs in C;
+  runs in C; where ``orjson`` is installed (the server extra) it writes the same bytes about
+  five times faster, and the standard library's encoder is the fallback (the light SDK and
+  verifier install, and documents nested deeper than ``orjson``'s limit of 255 levels);
 - anything else (floats, keys with characters at or above U+E000, lone surrogates, big
   integers) goes through the ``rfc8785`` package, which implements the ECMAScript number
   serialization and UTF-16 key sort — or refuses the value.
@@ -29,6 +31,11 @@ import rfc8785
 
 from warrantor.errors import ValidationError
 
+try:
+    import orjson
+except ImportError:  # the SDK and verifier install: the standard library's encoder alone
+    orjson = None  # type: ignore[assignment]
+
 _MAX_SAFE_INTEGER = 2**53 - 1
 _ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
@@ -46,7 +53,7 @@ def canonicalize(value: Any) -> bytes:
     exactly: NaN, integers beyond 2**53 - 1, lone surrogates, non-string keys.
     """
     if _plain(value):
-        return _ENCODER.encode(value).encode("utf-8")
+        return _plain_bytes(value)
     try:
         return rfc8785.dumps(value)
     except (rfc8785.CanonicalizationError, TypeError, UnicodeError) as exc:
@@ -54,6 +61,16 @@ def canonicalize(value: Any) -> bytes:
             f"expected JSON that canonicalizes exactly (RFC 8785: integers within ±(2**53 - 1), "
             f"finite numbers, valid Unicode), got: {exc}"
         ) from exc
+
+
+def _plain_bytes(value: Any) -> bytes:
+    """The common case's bytes (module docstring); both encoders give the same."""
+    if orjson is not None:
+        try:
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:  # nested deeper than orjson allows
+            pass
+    return _ENCODER.encode(value).encode("utf-8")
 
 
 def _plain_str(text: str, *, key: bool) -> bool:

@@ -10,9 +10,20 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    """Compact, sorted keys, UTF-8 as is: ``orjson`` writes it (the request path stores
+    several documents per action), the standard library where orjson cannot (integers
+    beyond 64 bits, nesting past 255 levels)."""
+    try:
+        return orjson.dumps(value, option=_ORJSON).decode("utf-8")
+    except orjson.JSONEncodeError:
+        return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
+_ORJSON = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 
 
 def utc(value: datetime | None) -> datetime | None:
