@@ -87,6 +87,29 @@ def test_a_revoked_key_is_refused_by_the_very_next_request(store_env: Env) -> No
     assert listed[created["key_id"]]["revoked_at"] == r.json()["revoked_at"]
 
 
+def test_a_lookup_that_races_a_revocation_is_not_cached(store_env: Env) -> None:
+    """The attacker's timing: a request reads its key just before the revocation commits.
+    It may pass (it was first), but the revoked key must not live on in a cache."""
+    env = store_env
+    created = new_key(env, agent_id="payments-agent")
+    key = bearer(created["key"])
+    tenancy = env.client.app.state.services.tenancy  # type: ignore[attr-defined]
+    real_lookup = tenancy._lookup
+
+    def lookup_then_revoke(token: str, digest: str) -> Any:
+        found = real_lookup(token, digest)  # read while the key was live
+        tenancy.revoke_api_key(env.tenant_id, created["key_id"])  # committed before this request ends
+        return found
+
+    tenancy._lookup = lookup_then_revoke
+    try:
+        assert env.client.get("/v1/actions", headers=key).status_code == 200
+    finally:
+        tenancy._lookup = real_lookup
+    again = env.client.get("/v1/actions", headers=key)
+    assert again.status_code == 401 and again.json()["code"] == "INVALID_API_KEY"
+
+
 def test_a_tenant_admin_cannot_list_or_revoke_another_tenants_keys(env: Env) -> None:
     other = env.new_tenant()
     victim = new_key(env, headers=bearer(other["admin"]))

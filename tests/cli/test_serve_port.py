@@ -9,6 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
+
+from support import server_process
 from warrantor.cli.ports import listen_problem
 
 
@@ -41,3 +44,23 @@ def test_a_free_port_has_no_problem_and_other_failures_are_named() -> None:
         free = probe.getsockname()[1]
     assert listen_problem("127.0.0.1", free) is None
     assert "not an address of this machine" in (listen_problem("192.0.2.1", free) or "")  # TEST-NET-1
+
+
+def test_a_second_server_on_the_same_sqlite_database_refuses_to_start(tmp_path: Path) -> None:
+    """SQLite has one writer process, and the server relies on it (it caches live keys):
+    a second ``serve`` on the same data directory says who holds it and exits."""
+    data = tmp_path / "data"
+    data.mkdir()
+    with server_process(data, demo=False) as first:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        result = _serve(port, data)
+        assert result.returncode == 1
+        assert "Traceback" not in result.stderr + result.stdout
+        assert f"already served by warrantor serve (pid {first.proc.pid})" in result.stderr
+        assert "several processes need PostgreSQL" in result.stderr
+        assert httpx.get(f"{first.url}/healthz", timeout=10).status_code == 200  # the first one serves on
+    # Once the first has stopped, the database is free again.
+    with server_process(data, demo=False) as again:
+        assert httpx.get(f"{again.url}/healthz", timeout=10).status_code == 200

@@ -42,10 +42,18 @@ def _serve(args: argparse.Namespace) -> int:
     if (problem := listen_problem(settings.host, settings.port)) is not None:  # before anything is created
         print(f"warrantor serve: {problem}", file=sys.stderr)
         return 1
+    from warrantor.store.db import ServerLockedError, lock_sqlite_server
+
+    try:  # held until this process ends: one server per SQLite database
+        server_lock = lock_sqlite_server(settings.effective_database_url)
+    except ServerLockedError as exc:
+        print(f"warrantor serve: {exc.message}", file=sys.stderr)
+        return 1
     services = prepare(settings, out=sys.stdout)  # migrations, keys, demo: once, before any worker
     if settings.workers == 1:
         app = create_app(settings, services=services)
         uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, access_log=False)
+        del server_lock
         return 0
     services.store.close()
     os.environ.update(settings.with_(data_dir=settings.data_dir.resolve()).to_env())

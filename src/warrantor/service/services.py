@@ -108,7 +108,7 @@ def build_services(
     sweeper.also.append(executor.recover_lost)  # executions that died mid-flight become uncertain
     return Services(
         deps=deps,
-        tenancy=Tenancy(deps),
+        tenancy=Tenancy(deps, cache_principals=store.dialect == "sqlite"),
         policies=policies,
         authorizer=authorizer,
         guardrails=guardrails,

@@ -30,7 +30,9 @@ the server recovers by itself when the database returns.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -40,7 +42,7 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -69,6 +71,43 @@ def sqlite_url(data_dir: Path) -> str:
 
 
 CHECKPOINT_INTERVAL_SECONDS = 1.0
+
+
+class ServerLockedError(WarrantorError):
+    code = "DATABASE_IN_USE"
+
+
+def lock_sqlite_server(url: str) -> IO[str] | None:
+    """For a SQLite database: hold ``<database>.serve-lock`` exclusively for as long as the
+    returned file stays open (the process's life); None for any other database.
+
+    SQLite has one writer process, and the server relies on that (``Tenancy`` caches live
+    keys' principals): a second ``warrantor serve`` on the same database refuses to start
+    with ``ServerLockedError`` naming the holder, instead of running beside the first.
+    Commands that open the database briefly (``warrantor keys``, ``audit``) do not take it.
+    """
+    if sa.engine.make_url(url).get_backend_name() != "sqlite":
+        return None
+    database = sa.engine.make_url(url).database
+    if not database or database == ":memory:":
+        return None
+    path = Path(f"{database}.serve-lock")
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    handle = path.open("a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise ServerLockedError(
+            f"the SQLite database {database} is already served by {holder}; SQLite has a single "
+            f"writer, so stop that server first (several processes need PostgreSQL)") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"warrantor serve (pid {os.getpid()})\n")
+    handle.flush()
+    return handle
 
 
 def _configure_sqlite(engine: Engine, *, begin: str, autocheckpoint: bool = True) -> None:
