@@ -104,3 +104,32 @@ def test_a_hand_written_request_nested_100000_deep_is_answered_by_its_id(
                    "content-type": "application/json"}, timeout=10,
                    content='{"action_type": "mcp.tools.broken_tool", "payload": {"deep": ' + deep + "}}")
     assert (r.status_code, r.json()["code"]) == (422, "JSON_TOO_DEEP"), r.text[:300]
+
+
+def test_the_memory_of_held_calls_is_bounded_oldest_first(deployment: Deployment, tmp_path: Path) -> None:
+    """An agent that gets ever more different calls held cannot grow the gateway's memory:
+    with ``approval.max_held_calls: 2`` a third held call makes the gateway forget the first
+    (calling it again starts a new held action: fail closed, never an unapproved run), while
+    the newest still continue their own."""
+    config = write_config(tmp_path / "gateway.yaml", deployment, tmp_path / "outbox", wait=0.2)
+    config.write_text(config.read_text().replace("  wait_seconds: 0.2\n", "  wait_seconds: 0.2\n  max_held_calls: 2\n"))
+    calls = [{"amount_minor": 6_000_000, "currency": "EUR", "beneficiary": f"Held {i}"} for i in range(3)]
+
+    async def go() -> tuple[list[str], str, str]:
+        async with Client(gateway_params(config, deployment), cache=None) as c:
+            held = [held_action(await c.call_tool("tools__send_payment", args)) for args in calls]
+            newest = held_action(await c.call_tool("tools__send_payment", calls[2]))
+            oldest = held_action(await c.call_tool("tools__send_payment", calls[0]))
+            return held, newest, oldest
+
+    held, newest, oldest = anyio.run(go)
+    assert len(set(held)) == 3
+    assert newest == held[2]  # still remembered: the same action continues
+    assert oldest != held[0]  # forgotten past the cap: a new held action
+    assert deployment.get(f"/v1/actions/{held[0]}").json()["status"] == "pending_approval"
+
+
+def held_action(result: types.CallToolResult) -> str:
+    evidence = (result.meta or {})["io.warrantor/evidence"]
+    assert result.is_error and evidence["status"] == "pending_approval", evidence
+    return str(evidence["action_id"])

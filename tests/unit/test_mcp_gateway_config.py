@@ -41,7 +41,7 @@ def test_a_good_config() -> None:
 def test_every_problem_is_reported_with_its_path() -> None:
     found = problems("""
 warrantor: {url: "ftp://x", api_key: wrt_a, api_key_env: GW_KEY, colour: blue}
-approval: {wait_seconds: 9999}
+approval: {wait_seconds: 9999, max_held_calls: 0}
 upstreams:
   Bad Name: {command: [x]}
   both: {command: [x], url: "http://h/mcp"}
@@ -51,7 +51,8 @@ upstreams:
 """)
     text = "\n".join(found)
     for expected in ("warrantor.url", "warrantor: expected api_key or api_key_env, not both", "warrantor.colour",
-                     "approval.wait_seconds", "upstreams.Bad Name", "upstreams.both: expected exactly one",
+                     "approval.wait_seconds", "approval.max_held_calls", "upstreams.Bad Name",
+                     "upstreams.both: expected exactly one",
                      "upstreams.neither: expected exactly one", "upstreams.creds.url: credentials",
                      "upstreams.mapped.action_types.t"):
         assert expected in text, (expected, found)

@@ -7,6 +7,7 @@
       authorization_id: auth_...          # optional: the end user's grant the calls act under
     approval:
       wait_seconds: 30                    # how long one tools/call waits for a human
+      max_held_calls: 10000               # held calls remembered for a retry (oldest dropped first)
     http:
       token_env: GATEWAY_TOKEN            # bearer token MCP clients must send over --http
     upstreams:
@@ -43,6 +44,7 @@ ACTION_TYPE = re.compile(r"^[A-Za-z0-9_.:/-]{1,128}$")
 SCOPE = re.compile(r"^[A-Za-z0-9_.:/-]{1,128}$")
 AUTH_ID = re.compile(r"^auth_[a-z0-9]{1,64}$")
 MAX_WAIT_SECONDS = 300
+MAX_HELD_CALLS = 1_000_000
 MAX_TIMEOUT_SECONDS = 600
 
 
@@ -91,6 +93,7 @@ class GatewayConfig:
     console_url: str
     upstreams: tuple[Upstream, ...]
     approval_wait_seconds: float = 30.0
+    max_held_calls: int = 10_000  # the gateway's memory of held calls (mcp_gateway/held.py)
     http_token: str | None = None
     authorization_id: str | None = None
 
@@ -117,8 +120,11 @@ def parse_config(data: dict[str, Any], environ: Any) -> GatewayConfig:
     api_key = _secret(wr, "api_key", "warrantor", environ, problems, required=True)
 
     approval = _mapping(data.get("approval"), "approval", problems)
-    _unknown(approval, {"wait_seconds"}, "approval", problems)
+    _unknown(approval, {"wait_seconds", "max_held_calls"}, "approval", problems)
     wait = _number(approval.get("wait_seconds", 30), "approval.wait_seconds", 0, MAX_WAIT_SECONDS, problems)
+    max_held = approval.get("max_held_calls", 10_000)
+    if isinstance(max_held, bool) or not isinstance(max_held, int) or not 1 <= max_held <= MAX_HELD_CALLS:
+        problems.append(f"approval.max_held_calls: expected an integer in [1, {MAX_HELD_CALLS}], got {max_held!r}")
 
     http = _mapping(data.get("http"), "http", problems)
     _unknown(http, {"token", "token_env"}, "http", problems)
@@ -137,7 +143,7 @@ def parse_config(data: dict[str, Any], environ: Any) -> GatewayConfig:
     return GatewayConfig(
         warrantor_url=str(url).rstrip("/"), api_key=str(api_key), console_url=str(console).rstrip("/"),
         upstreams=tuple(u for u in upstreams if u is not None), approval_wait_seconds=wait, http_token=token,
-        authorization_id=authorization_id,
+        authorization_id=authorization_id, max_held_calls=max_held,
     )
 
 

@@ -13,9 +13,10 @@
    elicitation, where the client supports it), then the call waits up to
    ``approval.wait_seconds`` for the decision. Still pending: a tool error that says so, with
    the link and the action id. Calling again with the *same* arguments continues the same
-   action (the approval binds to the intent digest, i.e. to these exact arguments); other
-   arguments are a new action. The link never carries an approval code: the client is the
-   agent's side, and the page asks the approver to log in.
+   action (the approval binds to the intent digest, i.e. to these exact arguments), for as
+   long as the gateway remembers it (``held``: bounded); other arguments are a new action.
+   The link never carries an approval code: the client is the agent's side, and the page
+   asks the approver to log in.
    Held for the end user's confirmation (a grant's ``confirm`` scope): a client with
    form-mode elicitation is asked to confirm, and its answer is relayed to Warrantor as
    *presence only* (recorded ``via: "mcp-elicitation"``); other clients get a pending result,
@@ -47,6 +48,7 @@ from warrantor.errors import ActionDeniedError, WarrantorError
 from warrantor.evidence.canonical import digest
 from warrantor.evidence.jsontext import MAX_JSON_DEPTH
 from warrantor.mcp_gateway.config import GatewayConfig
+from warrantor.mcp_gateway.held import HeldCall, HeldCalls
 from warrantor.mcp_gateway.upstreams import CallOutcome, ExposedTool, Upstreams
 from warrantor.policy._scan import json_depth
 
@@ -95,9 +97,7 @@ class Gateway:
         self._tools: dict[str, ExposedTool] = {}
         self._validators: dict[str, Any] = {}
         # (tool, arguments digest) -> the held action those exact arguments continue
-        self._held: dict[tuple[str, str], str] = {}
-        self._elicited: set[str] = set()
-        self._nonces: dict[str, str] = {}  # held action -> its end-user confirmation nonce
+        self._held = HeldCalls(config.max_held_calls)
         # one lock per (tool, arguments digest) while calls use it: [lock, callers]
         self._locks: dict[tuple[str, str], list[Any]] = {}
 
@@ -168,19 +168,21 @@ class Gateway:
     async def _call_locked(
         self, tool: ExposedTool, args: dict[str, Any], key: tuple[str, str], interaction: Interaction,
     ) -> types.CallToolResult | types.InputRequiredResult:
-        action_id = self._held.get(key)
-        if action_id is None:
+        held = self._held.get(key)
+        if held is None:
             started = await self._start(tool, args, key)
-            if not isinstance(started, str):
+            if not isinstance(started, HeldCall):
                 return started
-            action_id = started
-        if action_id in self._nonces:
-            return await self._confirm_call(tool, args, key, action_id, interaction)
-        return await self._held_call(tool, args, key, action_id, interaction)
+            held = started
+        if held.nonce is not None:
+            return await self._confirm_call(tool, args, key, held, interaction)
+        return await self._held_call(tool, args, key, held, interaction)
 
-    async def _start(self, tool: ExposedTool, args: dict[str, Any], key: tuple[str, str]) -> types.CallToolResult | str:
-        """Authorize a new call: its final result (denied, refused, executed) or the id of the
-        action it is held as."""
+    async def _start(
+        self, tool: ExposedTool, args: dict[str, Any], key: tuple[str, str],
+    ) -> types.CallToolResult | HeldCall:
+        """Authorize a new call: its final result (denied, refused, executed) or the held
+        action it continues as."""
         grant: dict[str, Any] = {}
         rule = tool.upstream.scopes.get(tool.tool.name)
         if rule is not None:
@@ -202,16 +204,17 @@ class Gateway:
             return _error(f"Warrantor refused the call ({exc.code}): {exc.message}", None)
         if auth.status == "authorized":
             return await self._execute(tool, args, auth.action_id)
-        self._held[key] = auth.action_id
-        if auth.status == "pending_confirmation" and auth.confirmation:
-            self._nonces[auth.action_id] = str(auth.confirmation["confirm_nonce"])
-        return auth.action_id
+        confirmation = auth.confirmation if auth.status == "pending_confirmation" else None
+        nonce = str(confirmation["confirm_nonce"]) if confirmation else None
+        return self._held.hold(key, auth.action_id, (confirmation or auth.approval or {}).get("expires_at"), nonce)
 
     async def _confirm_call(
-        self, tool: ExposedTool, args: dict[str, Any], key: tuple[str, str], action_id: str,
+        self, tool: ExposedTool, args: dict[str, Any], key: tuple[str, str], held: HeldCall,
         interaction: Interaction,
     ) -> types.CallToolResult | types.InputRequiredResult:
         """The end user's confirmation through a form elicitation: presence only."""
+        action_id, nonce = held.action_id, held.nonce
+        assert nonce is not None  # only a call held for confirmation comes here
         message = (f"Confirm this call to {tool.name}? Arguments: {_short(args)}. "
                    f"(Warrantor records your answer as given through this client.)")
         answer: Any = None
@@ -223,8 +226,8 @@ class Gateway:
                     request_state=action_id,
                 )
             answer = (interaction.responses or {}).get(APPROVAL_INPUT)
-        elif interaction.form and interaction.elicit_form is not None and action_id not in self._elicited:
-            self._elicited.add(action_id)
+        elif interaction.form and interaction.elicit_form is not None and not held.elicited:
+            held.elicited = True
             try:
                 answer = await interaction.elicit_form(message, CONFIRM_SCHEMA)
             except Exception as exc:  # the client could not ask; the pending result says what to do
@@ -232,7 +235,7 @@ class Gateway:
         verdict = _confirmation(answer)
         if verdict is not None:
             try:
-                await self._wr.confirm(self._nonces[action_id], verdict)
+                await self._wr.confirm(nonce, verdict)
             except WarrantorError as exc:
                 log.info("relaying the confirmation of %s failed: %s", action_id, exc)
         try:
@@ -245,15 +248,16 @@ class Gateway:
             return _error(f"This call needs the end user's confirmation (action {action_id}); it was not "
                           f"given here. Call again with the same arguments once the user has confirmed in the app.",
                           {"action_id": action_id, "status": detail.status})
-        self._forget(key, action_id)
+        self._held.forget(key)
         if detail.status == "approved":
             return await self._execute(tool, args, action_id)
         return _ended(detail)
 
     async def _held_call(
-        self, tool: ExposedTool, args: dict[str, Any], key: tuple[str, str], action_id: str,
+        self, tool: ExposedTool, args: dict[str, Any], key: tuple[str, str], held: HeldCall,
         interaction: Interaction,
     ) -> types.CallToolResult | types.InputRequiredResult:
+        action_id = held.action_id
         url = f"{self._config.console_url}/console/actions/{action_id}"
         message = (f"Warrantor is holding this call to {tool.name} for a human's approval. "
                    f"An approver can decide at {url} (approvers log in with their own account).")
@@ -263,8 +267,8 @@ class Gateway:
                     params=types.ElicitRequestURLParams(message=message, url=url))},
                 request_state=action_id,
             )
-        if interaction.url and interaction.elicit_url is not None and action_id not in self._elicited:
-            self._elicited.add(action_id)
+        if interaction.url and interaction.elicit_url is not None and not held.elicited:
+            held.elicited = True
             try:
                 await interaction.elicit_url(message, url, action_id)
             except Exception as exc:  # the client could not show it; the pending result still has the link
@@ -276,15 +280,10 @@ class Gateway:
                           f"call again with the same arguments to continue.", {"action_id": action_id})
         if detail.status in PENDING:
             return _pending(detail, url)
-        self._forget(key, action_id)
+        self._held.forget(key)
         if detail.status == "approved":
             return await self._execute(tool, args, action_id)
         return _ended(detail)
-
-    def _forget(self, key: tuple[str, str], action_id: str) -> None:
-        self._held.pop(key, None)
-        self._elicited.discard(action_id)
-        self._nonces.pop(action_id, None)
 
     async def _execute(self, tool: ExposedTool, args: dict[str, Any], action_id: str) -> types.CallToolResult:
         request_digest = "sha256:" + digest({"name": tool.tool.name, "arguments": args})
