@@ -91,7 +91,9 @@ class RandomIds:
 
 def isoformat(ts: datetime) -> str:
     """RFC 3339 with milliseconds and a ``Z``: the one timestamp format on the wire."""
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+    if ts.tzinfo is not UTC:
+        ts = ts.astimezone(UTC)
+    return ts.isoformat(timespec="milliseconds")[:-6] + "Z"  # "+00:00" -> "Z"
 
 
 def parse_time(text: str) -> datetime:
