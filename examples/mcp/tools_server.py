@@ -2,7 +2,8 @@
 
 It stands in for a real provider in the MCP gateway's tests, benchmark and docs: every
 call it executes is appended as one JSON line to ``<outbox>/<tool>.jsonl``, so a test can
-tell exactly which calls reached it (a denied or held call must never appear there).
+tell exactly which calls reached it (a denied or held call must never appear there), and
+every ``tools/list`` it answers to ``<outbox>/tools_list.jsonl``.
 
     python examples/mcp/tools_server.py --outbox /tmp/outbox            # stdio
     python examples/mcp/tools_server.py --outbox /tmp/outbox --http 127.0.0.1:9001
@@ -23,9 +24,9 @@ from typing import Annotated
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import Tool as MCPTool
 from pydantic import Field
 
-server = MCPServer("payments-and-mail", instructions="Payments and e-mail for the Warrantor MCP gateway tests.")
 OUTBOX = [Path(".")]  # set by --outbox
 
 
@@ -35,6 +36,17 @@ def _record(tool: str, arguments: dict[str, object]) -> None:
         f.write(json.dumps({"tool": tool, "arguments": arguments, "at": time.time()}, sort_keys=True) + "\n")
         f.flush()
         os.fsync(f.fileno())
+
+
+class RecordingServer(MCPServer):
+    """Records every ``tools/list`` it answers (the gateway's tests count them)."""
+
+    async def list_tools(self) -> list[MCPTool]:
+        _record("tools_list", {})
+        return await super().list_tools()
+
+
+server = RecordingServer("payments-and-mail", instructions="Payments and e-mail for the Warrantor MCP gateway tests.")
 
 
 @server.tool(description="Send a wire transfer. Amounts are in minor units (cents).")

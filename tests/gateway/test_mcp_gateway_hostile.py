@@ -133,3 +133,36 @@ def held_action(result: types.CallToolResult) -> str:
     evidence = (result.meta or {})["io.warrantor/evidence"]
     assert result.is_error and evidence["status"] == "pending_approval", evidence
     return str(evidence["action_id"])
+
+
+def test_a_burst_of_unknown_tool_names_does_not_relist_the_upstreams_each_time(
+    deployment: Deployment, tmp_path: Path,
+) -> None:
+    """Each unknown name used to make the gateway list every upstream again. 200 of them, half
+    at once and half one after another, now cost at most one listing per upstream per
+    interval, and the gateway still serves a real call."""
+    outbox = tmp_path / "outbox"
+    config = write_config(tmp_path / "gateway.yaml", deployment, outbox)  # two upstreams, one outbox
+
+    async def go() -> tuple[list[types.CallToolResult], types.CallToolResult, float]:
+        results: list[types.CallToolResult] = []
+        async with Client(gateway_params(config, deployment), cache=None) as c:
+            started = anyio.current_time()
+
+            async def unknown(i: int) -> None:
+                results.append(await c.call_tool(f"tools__no_such_tool_{i}", {}))
+
+            async with anyio.create_task_group() as tg:
+                for i in range(100):
+                    tg.start_soon(unknown, i)
+            for i in range(100, 200):
+                await unknown(i)
+            elapsed = anyio.current_time() - started
+            return results, await c.call_tool("tools__send_payment", SMALL), elapsed
+
+    results, after, elapsed = anyio.run(go)
+    assert len(results) == 200 and all(r.is_error and "Unknown tool" in r.content[0].text for r in results)
+    assert not after.is_error
+    listings = len(outbox_calls(outbox, "tools_list"))
+    allowed = 2 * (int(elapsed // 5.0) + 2)  # two upstreams: the first listing, one per 5 s after it, a spare
+    assert 2 <= listings <= allowed, (listings, elapsed)

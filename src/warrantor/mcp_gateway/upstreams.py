@@ -5,13 +5,21 @@ the variables its config names (plus the SDK's minimal default environment: ``PA
 ``HOME``...), so the gateway's own Warrantor key never reaches it; a URL is reached over
 Streamable HTTP. A call that does not answer within the upstream's ``timeout_seconds`` is
 abandoned: the caller learns it is *uncertain* whether it ran.
+
+The tool lists are fetched from the upstreams at most once per ``LIST_INTERVAL_SECONDS``,
+however many ``tools/list`` requests or calls of unknown tool names the gateway's clients
+make, and concurrent callers share one fetch: an agent cannot turn its requests into
+``tools/list`` load on every upstream. A failed fetch is not retried within the interval
+either; until then its error is raised again.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +35,7 @@ from warrantor.mcp_gateway.config import Upstream
 log = logging.getLogger(__name__)
 
 MAX_TOOL_PAGES = 50
+LIST_INTERVAL_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -57,13 +66,22 @@ class CallResult:
     error: str | None = None
 
 
+class UpstreamListingError(Exception):
+    """The upstream tool lists could not be fetched recently, so they are not asked again yet."""
+
+
 class Upstreams:
     """Every configured upstream, connected for the gateway's lifetime (``async with``)."""
 
-    def __init__(self, upstreams: tuple[Upstream, ...]) -> None:
+    def __init__(self, upstreams: tuple[Upstream, ...], clock: Callable[[], float] = time.monotonic) -> None:
         self._config = upstreams
         self._clients: dict[str, Client] = {}
         self._stack = AsyncExitStack()
+        self._clock = clock
+        self._listing_lock = anyio.Lock()
+        self._listed: list[ExposedTool] = []
+        self._listed_at = -math.inf  # when the last fetch started
+        self._listing_error: str | None = None  # why the last fetch failed, if it did
 
     async def __aenter__(self) -> Upstreams:
         try:
@@ -89,7 +107,25 @@ class Upstreams:
         return Client(upstream.url, cache=None, read_timeout_seconds=upstream.timeout_seconds)
 
     async def tools(self) -> list[ExposedTool]:
-        """All upstream tools; names are prefixed ``<server>__`` when there is more than one upstream."""
+        """All upstream tools, fetched again only once ``LIST_INTERVAL_SECONDS`` have passed since
+        the last fetch started (the module docstring); raises if that fetch failed."""
+        async with self._listing_lock:
+            age = self._clock() - self._listed_at
+            if age >= LIST_INTERVAL_SECONDS:
+                self._listed_at, self._listing_error = self._clock(), None
+                try:
+                    self._listed = await self._fetch_tools()
+                except Exception as exc:
+                    self._listing_error = f"{type(exc).__name__}: {exc}"
+                    raise
+            elif self._listing_error is not None:
+                raise UpstreamListingError(f"listing the upstream tools failed {age:.1f} s ago "
+                                           f"({self._listing_error}); the next try is after "
+                                           f"{LIST_INTERVAL_SECONDS:g} s")
+            return list(self._listed)
+
+    async def _fetch_tools(self) -> list[ExposedTool]:
+        """Every upstream's tools; names are prefixed ``<server>__`` when there is more than one upstream."""
         prefixed = len(self._config) > 1
         exposed: list[ExposedTool] = []
         for upstream in self._config:
