@@ -199,18 +199,12 @@ class Repo:
         _INSERT_ACTION.execute(self.conn, [a if isinstance(a, dict) else action_values(a)])
 
     def get_action(self, tenant_id: str, action_id: str, *, for_update: bool = False) -> Action | None:
-        q = sa.select(s.actions).where(s.actions.c.tenant_id == tenant_id, s.actions.c.id == action_id)
-        if for_update and self.dialect == "postgresql":
-            q = q.with_for_update()
-        row = self.conn.execute(q).first()
+        q = _GET_ACTION_FOR_UPDATE if for_update and self.dialect == "postgresql" else _GET_ACTION
+        row = self.conn.execute(q, {"b_tenant_id": tenant_id, "b_id": action_id}).first()
         return _action(row._mapping) if row else None
 
     def action_by_idempotency_key(self, tenant_id: str, key: str) -> Action | None:
-        row = self.conn.execute(
-            sa.select(s.actions).where(
-                s.actions.c.tenant_id == tenant_id, s.actions.c.idempotency_key == key
-            )
-        ).first()
+        row = self.conn.execute(_ACTION_BY_KEY, {"b_tenant_id": tenant_id, "b_key": key}).first()
         return _action(row._mapping) if row else None
 
     def update_action(self, tenant_id: str, action_id: str, expected: Status, **values: Any) -> bool:
@@ -220,16 +214,9 @@ class Repo:
         for key in ("execution", "response"):
             if key in values:
                 values[f"{key}_json"] = _dumps(values.pop(key))
-        n = self.conn.execute(
-            sa.update(s.actions)
-            .where(
-                s.actions.c.tenant_id == tenant_id,
-                s.actions.c.id == action_id,
-                s.actions.c.status == expected.value,
-            )
-            .values(**values)
-        ).rowcount
-        return bool(n)
+        statement = _update_action(tuple(sorted(values)))
+        params = {"b_tenant_id": tenant_id, "b_id": action_id, "b_expected": expected.value, **values}
+        return bool(self.conn.execute(statement, params).rowcount)
 
     def set_legal_hold(self, tenant_id: str, action_id: str, hold: bool) -> bool:
         """Set or lift the hold of an action whose details are not erased; False when the
@@ -374,11 +361,7 @@ class Repo:
         )
 
     def approvals_for(self, tenant_id: str, action_id: str) -> list[Approval]:
-        rows = self.conn.execute(
-            sa.select(s.approvals)
-            .where(s.approvals.c.tenant_id == tenant_id, s.approvals.c.action_id == action_id)
-            .order_by(s.approvals.c.decided_at, s.approvals.c.id)
-        ).all()
+        rows = self.conn.execute(_APPROVALS_FOR, {"b_tenant_id": tenant_id, "b_action_id": action_id}).all()
         return [
             Approval(
                 m["id"], m["tenant_id"], m["action_id"], m["approver"], m["decision"], m["reason"],
@@ -402,9 +385,7 @@ class Repo:
         return sequence_now(self.conn, rows, now)
 
     def get_evidence(self, tenant_id: str, evidence_id: str) -> Evidence | None:
-        row = self.conn.execute(
-            sa.select(s.evidence).where(s.evidence.c.tenant_id == tenant_id, s.evidence.c.id == evidence_id)
-        ).first()
+        row = self.conn.execute(_GET_EVIDENCE, {"b_tenant_id": tenant_id, "b_id": evidence_id}).first()
         return _evidence(row._mapping) if row else None
 
     def get_evidence_seq(self, tenant_id: str, evidence_id: str) -> int | None:
@@ -472,6 +453,36 @@ class Repo:
 
 
 _INSERT_ACTION = RawInsert(s.actions)
+
+# The statements every authorization and notarization runs, built once: SQLAlchemy then
+# finds their compiled form by a memoized cache key, where building the expression per call
+# cost about four times the query itself (109 us against 25 us for ``get_action``). Bound
+# parameter names start with ``b_``: an UPDATE reserves the column names for its SET clause.
+_A = s.actions.c
+_GET_ACTION = sa.select(s.actions).where(_A.tenant_id == sa.bindparam("b_tenant_id"), _A.id == sa.bindparam("b_id"))
+_GET_ACTION_FOR_UPDATE = _GET_ACTION.with_for_update()
+_ACTION_BY_KEY = sa.select(s.actions).where(_A.tenant_id == sa.bindparam("b_tenant_id"),
+                                            _A.idempotency_key == sa.bindparam("b_key"))
+_APPROVALS_FOR = (sa.select(s.approvals)
+                  .where(s.approvals.c.tenant_id == sa.bindparam("b_tenant_id"),
+                         s.approvals.c.action_id == sa.bindparam("b_action_id"))
+                  .order_by(s.approvals.c.decided_at, s.approvals.c.id))
+_GET_EVIDENCE = sa.select(s.evidence).where(s.evidence.c.tenant_id == sa.bindparam("b_tenant_id"),
+                                            s.evidence.c.id == sa.bindparam("b_id"))
+_UPDATES: dict[tuple[str, ...], sa.Update] = {}
+
+
+def _update_action(columns: tuple[str, ...]) -> sa.Update:
+    """The compare-and-set ``UPDATE actions`` for this set of columns, built once per set
+    (a handful of sets exist: one per kind of transition)."""
+    statement = _UPDATES.get(columns)
+    if statement is None:
+        statement = (sa.update(s.actions)
+                     .where(_A.tenant_id == sa.bindparam("b_tenant_id"), _A.id == sa.bindparam("b_id"),
+                            _A.status == sa.bindparam("b_expected"))
+                     .values({c: sa.bindparam(c, type_=s.actions.c[c].type) for c in columns}))
+        _UPDATES[columns] = statement
+    return statement
 
 
 def action_values(a: Action) -> dict[str, Any]:

@@ -232,12 +232,15 @@ def _endpoint(m: RowMapping) -> Endpoint:
                     _req(m["created_at"]))
 
 
+_LIST_ENDPOINTS = (  # built once: every event of every action reads it (repo.py's note)
+    sa.select(g.webhook_endpoints)
+    .where(g.webhook_endpoints.c.tenant_id == sa.bindparam("b_tenant_id"), g.webhook_endpoints.c.deleted_at.is_(None))
+    .order_by(g.webhook_endpoints.c.created_at, g.webhook_endpoints.c.id)
+)
+
+
 def list_endpoints(repo: Repo, tenant_id: str) -> list[Endpoint]:
-    e = g.webhook_endpoints.c
-    rows = repo.conn.execute(
-        sa.select(g.webhook_endpoints).where(e.tenant_id == tenant_id, e.deleted_at.is_(None))
-        .order_by(e.created_at, e.id)
-    ).all()
+    rows = repo.conn.execute(_LIST_ENDPOINTS, {"b_tenant_id": tenant_id}).all()
     return [_endpoint(r._mapping) for r in rows]
 
 

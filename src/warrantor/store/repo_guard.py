@@ -346,12 +346,16 @@ def insert_ledger(repo: Repo, tenant_id: str, rows: Iterable[LedgerRow], now: da
     } for row in rows])
 
 
+_LEDGER_FOR_ACTION = (  # built once: it runs in every transition of an action (repo.py's note)
+    sa.select(budget_ledger)
+    .where(budget_ledger.c.tenant_id == sa.bindparam("b_tenant_id"),
+           budget_ledger.c.action_id == sa.bindparam("b_action_id"))
+    .order_by(budget_ledger.c.budget_id, budget_ledger.c.scope_key)
+)
+
+
 def ledger_for_action(repo: Repo, tenant_id: str, action_id: str) -> list[LedgerRow]:
-    g = budget_ledger.c
-    rows = repo.conn.execute(
-        sa.select(budget_ledger).where(g.tenant_id == tenant_id, g.action_id == action_id)
-        .order_by(g.budget_id, g.scope_key)
-    ).mappings()
+    rows = repo.conn.execute(_LEDGER_FOR_ACTION, {"b_tenant_id": tenant_id, "b_action_id": action_id}).mappings()
     return [LedgerRow(m["id"], m["budget_id"], m["scope_key"], m["window_key"], m["metric"], m["action_id"],
                       m["run_id"], int(m["amount"]), m["state"], _utc(m["created_at"]) or m["created_at"],
                       _utc(m["bucket_start"]))
