@@ -166,3 +166,34 @@ def test_a_burst_of_unknown_tool_names_does_not_relist_the_upstreams_each_time(
     listings = len(outbox_calls(outbox, "tools_list"))
     allowed = 2 * (int(elapsed // 5.0) + 2)  # two upstreams: the first listing, one per 5 s after it, a spare
     assert 2 <= listings <= allowed, (listings, elapsed)
+
+
+def test_a_tool_mapped_onto_another_tools_action_type_is_refused_with_it(
+    deployment: Deployment, tmp_path: Path,
+) -> None:
+    """The config maps delete_file to send_email's action type, so delete_file would be
+    authorized under send_email's policy (and the policy could not tell them apart). Both are
+    refused, fail closed: not listed, a call of either is a tool error naming the clash, nothing
+    is authorized or sent; the other tools still work."""
+    outbox = tmp_path / "outbox"
+    config = write_config(tmp_path / "gateway.yaml", deployment, outbox)
+    mapping = "    action_types: {delete_file: mcp.tools.send_email}\n"
+    config.write_text(config.read_text().replace("    timeout_seconds: 20\n", "    timeout_seconds: 20\n" + mapping, 1))
+    before = len(deployment.actions())
+
+    async def go() -> tuple[list[str], list[types.CallToolResult], types.CallToolResult]:
+        async with Client(gateway_params(config, deployment), cache=None) as c:
+            names = [t.name for t in (await c.list_tools()).tools]
+            refused = [await c.call_tool("tools__delete_file", {"path": "/etc/passwd"}),
+                       await c.call_tool("tools__send_email", {"to": "a@example.com", "subject": "s"})]
+            return names, refused, await c.call_tool("tools__send_payment", SMALL)
+
+    names, refused, after = anyio.run(go)
+    assert "tools__send_payment" in names and "tools__broken_tool" in names
+    assert "tools__delete_file" not in names and "tools__send_email" not in names
+    for result in refused:
+        text = result.content[0].text
+        assert result.is_error and "refuses" in text and "'mcp.tools.send_email'" in text, text
+    assert not after.is_error
+    assert outbox_calls(outbox, "delete_file") == [] and outbox_calls(outbox, "send_email") == []
+    assert len(deployment.actions()) == before + 1  # only the payment was authorized

@@ -85,3 +85,20 @@ def test_scopes_need_a_grant_and_plain_argument_placeholders() -> None:
     bad = scoped.replace('"order:{order_id}"', '"order:{order_id.__class__}"')
     assert any("plain argument names" in p for p in problems(
         bad.replace("api_key_env: GW_KEY}", "api_key_env: GW_KEY, authorization_id: auth_abc}")))
+
+
+def test_names_and_action_types_that_could_shadow_each_other_are_refused() -> None:
+    two = """
+warrantor: {url: "http://127.0.0.1:8080", api_key_env: GW_KEY}
+upstreams:
+  pay__ments: {command: [python, a.py], action_types: {send: wire_transfer}}
+  other: {command: [python, b.py], action_types: {pay: wire_transfer, refund: refund}}
+"""
+    assert problems(two) == [
+        "upstreams.pay__ments: with several upstreams a name must not contain '__', which separates server and "
+        "tool in exposed names (<server>__<tool>)",
+        "upstreams.other.action_types.pay: the action type 'wire_transfer' is already mapped from "
+        "upstreams.pay__ments.action_types.send; two tools of one action type would share one policy",
+    ]
+    alone = parse(two.partition("  other:")[0])
+    assert [u.name for u in alone.upstreams] == ["pay__ments"]  # one upstream: names are not prefixed

@@ -22,6 +22,10 @@
         url: http://127.0.0.1:9001/mcp       # a Streamable HTTP server
 
 Every problem is reported at once with the field's path (``upstreams.payments.command``).
+No two tools may end up with one exposed name or one action type (one would shadow the
+other); what of that is knowable here is refused: with several upstreams, a name with
+``__`` (the separator of exposed names ``<server>__<tool>``), and one action type mapped
+from two tools. The rest is checked whenever the tool lists are fetched (``upstreams``).
 The file is parsed with the same hardened loader as policy bundle configs (no aliases, size
 and depth limits).
 """
@@ -134,6 +138,7 @@ def parse_config(data: dict[str, Any], environ: Any) -> GatewayConfig:
 
     ups_raw = _mapping(data.get("upstreams"), "upstreams", problems, required=True)
     upstreams = [_upstream(name, spec, problems) for name, spec in ups_raw.items()]
+    _no_shadowing([u for u in upstreams if u is not None], problems)
     if authorization_id is None and any(u is not None and u.scopes for u in upstreams):
         problems.append("warrantor.authorization_id: required when an upstream maps tools to grant scopes")
     if not ups_raw and "upstreams" in data:
@@ -182,6 +187,23 @@ def _upstream(name: Any, spec: Any, problems: list[str]) -> Upstream | None:
         action_types=MappingProxyType({str(k): str(v) for k, v in mapping.items()}),
         scopes=MappingProxyType(scopes),
     )
+
+
+def _no_shadowing(upstreams: list[Upstream], problems: list[str]) -> None:
+    """The knowable part of "no exposed name or action type twice" (module docstring)."""
+    if len(upstreams) > 1:
+        for upstream in upstreams:
+            if "__" in upstream.name:
+                problems.append(f"upstreams.{upstream.name}: with several upstreams a name must not contain '__', "
+                                f"which separates server and tool in exposed names (<server>__<tool>)")
+    mapped: dict[str, str] = {}
+    for upstream in upstreams:
+        for tool, action_type in upstream.action_types.items():
+            where = f"upstreams.{upstream.name}.action_types.{tool}"
+            if action_type in mapped:
+                problems.append(f"{where}: the action type {action_type!r} is already mapped from "
+                                f"{mapped[action_type]}; two tools of one action type would share one policy")
+            mapped.setdefault(action_type, where)
 
 
 def _scopes(value: Any, where: str, problems: list[str]) -> dict[str, ScopeRule]:

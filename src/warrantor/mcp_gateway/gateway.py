@@ -2,9 +2,9 @@
 
 ``tools/call`` is a Warrantor action, in this order:
 
-1. The tool must exist upstream, the arguments must nest at most 64 levels (checked before
-   anything recursive reads them) and match its declared input schema; otherwise a tool
-   error, and nothing is authorized or sent.
+1. The tool must exist upstream without clashing with another (``upstreams``), the
+   arguments must nest at most 64 levels (checked before anything recursive reads them) and
+   match its declared input schema; otherwise a tool error, and nothing is authorized or sent.
 2. Authorize ``upstream.action_type(tool)`` with the arguments as the payload. The agent is
    the one the gateway's key is bound to; nothing in the call can name another.
 3. Denied (or any refusal from Warrantor, or Warrantor unreachable): a tool error naming
@@ -144,7 +144,9 @@ class Gateway:
             await self._refresh()
             tool = self._tools.get(name)
         if tool is None:
-            return _error(f"Unknown tool {name!r}.", None)
+            refused = self._upstreams.refused.get(name)
+            return _error(f"Unknown tool {name!r}." if refused is None else
+                          f"The gateway refuses the tool {name!r}: {refused}.", None)
         args = dict(arguments or {})
         if json_depth(args, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:  # before any recursive check sees them
             return _error(f"The arguments are nested deeper than {MAX_JSON_DEPTH} levels of arrays and objects, "

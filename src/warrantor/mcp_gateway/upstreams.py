@@ -11,6 +11,11 @@ however many ``tools/list`` requests or calls of unknown tool names the gateway'
 make, and concurrent callers share one fetch: an agent cannot turn its requests into
 ``tools/list`` load on every upstream. A failed fetch is not retried within the interval
 either; until then its error is raised again.
+
+No exposed tool may shadow another: tools that share an exposed name, or an action type
+(the identity the policy sees), are all refused, not exposed, with a logged error, until
+the upstreams or the config make them unique (:func:`refuse_duplicates`). The config
+already refuses what it can know of this before anything starts (``config``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import logging
 import math
 import os
 import time
+from collections import defaultdict
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -80,6 +86,7 @@ class Upstreams:
         self._clock = clock
         self._listing_lock = anyio.Lock()
         self._listed: list[ExposedTool] = []
+        self._refused: dict[str, str] = {}  # exposed name -> why it is refused (duplicates)
         self._listed_at = -math.inf  # when the last fetch started
         self._listing_error: str | None = None  # why the last fetch failed, if it did
 
@@ -114,7 +121,7 @@ class Upstreams:
             if age >= LIST_INTERVAL_SECONDS:
                 self._listed_at, self._listing_error = self._clock(), None
                 try:
-                    self._listed = await self._fetch_tools()
+                    self._listed, self._refused = refuse_duplicates(await self._fetch_tools())
                 except Exception as exc:
                     self._listing_error = f"{type(exc).__name__}: {exc}"
                     raise
@@ -123,6 +130,11 @@ class Upstreams:
                                            f"({self._listing_error}); the next try is after "
                                            f"{LIST_INTERVAL_SECONDS:g} s")
             return list(self._listed)
+
+    @property
+    def refused(self) -> Mapping[str, str]:
+        """The exposed names the last listing refused, and why."""
+        return self._refused
 
     async def _fetch_tools(self) -> list[ExposedTool]:
         """Every upstream's tools; names are prefixed ``<server>__`` when there is more than one upstream."""
@@ -157,6 +169,26 @@ class Upstreams:
             return CallResult(CallOutcome.UNCERTAIN, None,
                               f"{tool.upstream.name} answered with a {type(result).__name__}, not a tool result")
         return CallResult(CallOutcome.COMPLETED, result)
+
+
+def refuse_duplicates(tools: list[ExposedTool]) -> tuple[list[ExposedTool], dict[str, str]]:
+    """``tools`` less every tool that shares its exposed name or its action type with another
+    (all of them: which one would win is not the gateway's to guess), and why each refused
+    name is refused. Each duplicate is logged as an error."""
+    groups: dict[tuple[str, str], list[ExposedTool]] = defaultdict(list)
+    for tool in tools:
+        groups["exposed name", tool.name].append(tool)
+        groups["action type", tool.action_type].append(tool)
+    refused: dict[str, str] = {}
+    for (what, value), group in groups.items():
+        if len(group) > 1:
+            sources = ", ".join(f"{t.upstream.name}/{t.tool.name}" for t in group)
+            reason = f"the {what} {value!r} belongs to more than one upstream tool ({sources})"
+            log.error("refusing to expose %s: %s; make them unique (the upstreams' tool names or the "
+                      "config's action_types)", ", ".join(sorted({t.name for t in group})), reason)
+            for tool in group:
+                refused.setdefault(tool.name, reason)
+    return [t for t in tools if t.name not in refused], refused
 
 
 def _classify(tool: ExposedTool, exc: Exception) -> CallResult:
