@@ -1,6 +1,6 @@
-"""An agent attacking the gateway, with real processes: nesting its messages too deep to read,
-filling the gateway's memory of held calls, and calling unknown tools to make the gateway
-re-list every upstream."""
+"""Attacks on the gateway, with real processes: an agent nesting its messages too deep to
+read, filling the gateway's memory of held calls, and calling unknown tools to make the
+gateway re-list every upstream; and a config that lets one tool shadow another."""
 
 from __future__ import annotations
 
