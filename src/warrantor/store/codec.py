@@ -26,6 +26,16 @@ def dumps(value: Any) -> str:
 _ORJSON = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 
 
+def loads(text: str | bytes) -> Any:
+    """A JSON column back: ``orjson`` (several KB per action, read in the writer thread on
+    every transition), the standard library for what orjson refuses and ``json`` reads
+    (lone surrogates, integers beyond 64 bits)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None

@@ -7,7 +7,6 @@ reads another tenant's row by id alone. Dialect differences (row locks) are hand
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,7 +30,7 @@ from warrantor.domain.model import (
 )
 from warrantor.evidence.commitments import COMMITMENTS, split_intent
 from warrantor.store import schema as s
-from warrantor.store.codec import dumps, utc, utc_required
+from warrantor.store.codec import dumps, loads, utc, utc_required
 from warrantor.store.fastpath import RawInsert
 from warrantor.store.sequencing import LogBatch, LogTicket, reserve, sequence_now
 
@@ -154,7 +153,7 @@ class Repo:
         ).first()
         if row is None:
             return None
-        return json.loads(row._mapping["bundle_json"]), _req_utc(row._mapping["created_at"])
+        return loads(row._mapping["bundle_json"]), _req_utc(row._mapping["created_at"])
 
     def list_bundles(self, tenant_id: str) -> list[tuple[str, datetime]]:
         rows = self.conn.execute(
@@ -304,10 +303,10 @@ class Repo:
             return None
         m = row._mapping
         return ApprovalRequest(
-            m["action_id"], m["tenant_id"], tuple(json.loads(m["approvers_json"])), m["quorum"],
+            m["action_id"], m["tenant_id"], tuple(loads(m["approvers_json"])), m["quorum"],
             _req_utc(m["expires_at"]), _req_utc(m["created_at"]),
-            tuple(ApprovalRequirement.from_dict(r) for r in json.loads(m["requirements_json"]))
-            or (ApprovalRequirement(tuple(json.loads(m["approvers_json"])), m["quorum"], "request"),),
+            tuple(ApprovalRequirement.from_dict(r) for r in loads(m["requirements_json"]))
+            or (ApprovalRequirement(tuple(loads(m["approvers_json"])), m["quorum"], "request"),),
         )
 
     def insert_approval_codes(self, codes: Iterable[ApprovalCode]) -> None:
@@ -533,12 +532,12 @@ def merged_intent(committed: dict[str, Any], details_json: str | None) -> dict[s
     if details_json is None:
         return committed
     kept = {k: v for k, v in committed.items() if k != COMMITMENTS}
-    kept.update(json.loads(details_json))
+    kept.update(loads(details_json))
     return kept
 
 
 def _action(m: RowMapping) -> Action:
-    committed = json.loads(m["intent_json"])
+    committed = loads(m["intent_json"])
     return Action(
         id=m["id"],
         tenant_id=m["tenant_id"],
@@ -553,20 +552,20 @@ def _action(m: RowMapping) -> Action:
         erased_at=_utc(m["erased_at"]),
         erasure_id=m["erasure_id"],
         intent_digest=m["intent_digest"],
-        decision=json.loads(m["decision_json"]),
+        decision=loads(m["decision_json"]),
         idempotency_key=m["idempotency_key"],
         request_hash=m["request_hash"],
         response_status=m["response_status"],
-        response=json.loads(m["response_json"]),
+        response=loads(m["response_json"]),
         created_at=_req_utc(m["created_at"]),
         updated_at=_req_utc(m["updated_at"]),
         warrant_id=m["warrant_id"],
         warrant_expires_at=_utc(m["warrant_expires_at"]),
         receipt_id=m["receipt_id"],
-        execution=json.loads(m["execution_json"]) if m["execution_json"] else None,
+        execution=loads(m["execution_json"]) if m["execution_json"] else None,
         legal_hold=bool(m["legal_hold"]),
         api_key_id=m["api_key_id"],
-        parent=json.loads(m["parent_json"]) if m["parent_json"] else None,
+        parent=loads(m["parent_json"]) if m["parent_json"] else None,
     )
 
 
@@ -602,7 +601,7 @@ def _evidence(m: RowMapping) -> Evidence:
         tenant_id=m["tenant_id"],
         kind=m["kind"],
         action_id=m["action_id"],
-        envelope=json.loads(m["envelope_json"]),
+        envelope=loads(m["envelope_json"]),
         envelope_digest=m["envelope_digest"],
         log_index=m["log_index"],
         created_at=_req_utc(m["created_at"]),
