@@ -239,6 +239,33 @@ def test_url_elicitation_shows_the_console_page_and_the_call_runs_once_approved(
     assert [c["arguments"]["beneficiary"] for c in outbox_calls(outbox, "send_payment")] == [f"Elicit {mode}"]
 
 
+def test_a_client_that_never_answers_the_elicitation_gets_the_pending_result(
+    deployment: Deployment, tmp_path: Path,
+) -> None:
+    """A 2025-11-25 client that accepts the elicitation request but never answers it: the
+    call still ends within the approval wait, with the pending result and its link."""
+    outbox = tmp_path / "outbox"
+    config = write_config(tmp_path / "gateway.yaml", deployment, outbox, wait=2)
+    asked: list[Any] = []
+
+    async def never(context: Any, params: Any) -> types.ElicitResult:
+        asked.append(params)
+        await anyio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    async def go() -> Any:
+        async with client(config, deployment, mode="legacy", elicitation_callback=never) as c:
+            with anyio.fail_after(20):
+                return await c.call_tool("tools__send_payment", {**BIG, "beneficiary": "Silent client"})
+
+    result = run(go)
+    assert len(asked) == 1
+    assert result.is_error and "held for a human's approval" in text(result)
+    assert evidence(result)["status"] == "pending_approval"
+    assert evidence(result)["approval_url"] == asked[0].url
+    assert outbox_calls(outbox, "send_payment") == []
+
+
 def test_upstream_failures_end_failed_or_uncertain_never_hang(deployment: Deployment, tmp_path: Path) -> None:
     outbox = tmp_path / "outbox"
     config = write_config(tmp_path / "gateway.yaml", deployment, outbox)

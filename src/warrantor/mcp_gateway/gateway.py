@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -230,10 +231,11 @@ class Gateway:
             answer = (interaction.responses or {}).get(APPROVAL_INPUT)
         elif interaction.form and interaction.elicit_form is not None and not held.elicited:
             held.elicited = True
-            try:
-                answer = await interaction.elicit_form(message, CONFIRM_SCHEMA)
+            try:  # bounded: a client that never answers must not hold the call forever
+                answer = await asyncio.wait_for(interaction.elicit_form(message, CONFIRM_SCHEMA),
+                                                self._config.approval_wait_seconds)
             except Exception as exc:  # the client could not ask; the pending result says what to do
-                log.info("form elicitation for %s failed: %s", action_id, exc)
+                log.info("form elicitation for %s failed: %r", action_id, exc)
         verdict = _confirmation(answer)
         if verdict is not None:
             try:
@@ -269,14 +271,18 @@ class Gateway:
                     params=types.ElicitRequestURLParams(message=message, url=url))},
                 request_state=action_id,
             )
+        wait = self._config.approval_wait_seconds
         if interaction.url and interaction.elicit_url is not None and not held.elicited:
             held.elicited = True
-            try:
-                await interaction.elicit_url(message, url, action_id)
+            started = time.monotonic()
+            try:  # the approver may decide while the client shows the page; a client that never
+                # answers must not hold the call longer than the wait for a decision would
+                await asyncio.wait_for(interaction.elicit_url(message, url, action_id), wait)
             except Exception as exc:  # the client could not show it; the pending result still has the link
-                log.info("URL elicitation for %s failed: %s", action_id, exc)
+                log.info("URL elicitation for %s failed: %r", action_id, exc)
+            wait = max(0.0, wait - (time.monotonic() - started))
         try:
-            detail = await self._wr.wait_for_decision(action_id, timeout=self._config.approval_wait_seconds)
+            detail = await self._wr.wait_for_decision(action_id, timeout=wait)
         except WarrantorError as exc:
             return _error(f"Warrantor could not report on held action {action_id} ({exc.code}); "
                           f"call again with the same arguments to continue.", {"action_id": action_id})
