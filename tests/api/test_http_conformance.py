@@ -75,6 +75,15 @@ def test_every_operation_documents_its_errors_as_problem_documents(spec: dict[st
     assert set(by_name["GET /metrics"]["200"]["content"]) == {"text/plain"}
 
 
+def test_the_error_and_media_type_tables_name_only_real_operations(spec: dict[str, Any]) -> None:
+    """A renamed or removed route must not leave its documented errors behind silently."""
+    from warrantor.server.openapi import MEDIA_TYPES, ROUTE_ERRORS
+
+    operations = {f"{m} {p}" for m, p, _ in _ops(spec)}
+    assert set(ROUTE_ERRORS) - operations == set()
+    assert set(MEDIA_TYPES) - operations == set()
+
+
 # -- WWW-Authenticate and Allow -------------------------------------------------------------
 
 def test_every_401_says_how_to_authenticate(env: Env) -> None:
