@@ -83,19 +83,32 @@ def _plain_str(text: str, *, key: bool) -> bool:
 
 
 def _plain(value: Any) -> bool:
-    """True when ``json`` alone produces the RFC 8785 form of ``value``."""
-    if value is None or value is True or value is False:
-        return True
-    kind = type(value)
-    if kind is str:
-        return _plain_str(value, key=False)
-    if kind is int:
-        return bool(-_MAX_SAFE_INTEGER <= value <= _MAX_SAFE_INTEGER)
-    if kind is dict:
-        return all(type(k) is str and _plain_str(k, key=True) and _plain(v) for k, v in value.items())
-    if kind is list or kind is tuple:
-        return all(_plain(v) for v in value)
-    return False
+    """True when ``json`` alone produces the RFC 8785 form of ``value``.
+
+    Iterative, with the common types tested first: it walks every value the request path
+    signs or hashes (several times per authorization), and the recursive form with a
+    generator per container was about a fifth of the authorize path's own CPU."""
+    stack = [value]
+    pop, extend = stack.pop, stack.extend
+    while stack:
+        item = pop()
+        kind = type(item)
+        if kind is str:
+            if not item.isascii() and not _plain_str(item, key=False):
+                return False
+        elif kind is dict:
+            for key in item:
+                if type(key) is not str or (not key.isascii() and not _plain_str(key, key=True)):
+                    return False
+            extend(item.values())
+        elif kind is int:
+            if not -_MAX_SAFE_INTEGER <= item <= _MAX_SAFE_INTEGER:
+                return False
+        elif kind is list or kind is tuple:
+            extend(item)
+        elif not (item is None or item is True or item is False):
+            return False
+    return True
 
 
 def sha256_hex(data: bytes) -> str:
