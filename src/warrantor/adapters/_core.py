@@ -17,6 +17,10 @@ Each adapter asks the same three questions through its framework's own hooks:
    ``unknown`` when the call was interrupted. A report that cannot be delivered is logged
    at ERROR on ``warrantor.adapters`` and does not raise: the side effect already happened.
 
+The report's pieces (``executed`` block, failure details, the lost-report log line) and the
+cleared/pending statuses are the SDK's own (``warrantor.client._guard``, ``_models``), so the
+guard decorator and the adapters cannot drift apart.
+
 Not here: anything that imports a framework (one module per framework), or the server.
 """
 
@@ -27,11 +31,12 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field, is_dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from warrantor.client import ActionDetail, AsyncClient, TransportError
+from warrantor.client._guard import executed_block, failure_details, log_lost_report, now_rfc3339
+from warrantor.client._models import CLEARED, PENDING
 from warrantor.errors import ActionDeniedError, WarrantorError
 from warrantor.evidence.canonical import CanonicalizationError, digest
 
@@ -40,8 +45,6 @@ log = logging.getLogger("warrantor.adapters")
 PayloadBuilder = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 DetailsBuilder = str | Callable[[Mapping[str, Any]], str]
 
-CLEARED = frozenset({"authorized", "approved"})
-PENDING = frozenset({"pending_approval", "pending_confirmation"})
 ENDED_BY_DECISION = {
     "denied": "DENIED",
     "denied_by_human": "DENIED_BY_HUMAN",
@@ -122,10 +125,6 @@ class Report:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def jsonable(value: Any) -> Any:
@@ -231,15 +230,14 @@ class Gate:
     ) -> Report:
         digest_ = result_digest(result)
         return await self._notarize(
-            action_id, "completed", f"result {digest_}",
-            {"action_type": action_type, "payload": dict(payload), "executed_at": started_at}, digest_,
+            action_id, "completed", f"result {digest_}", executed_block(action_type, payload, started_at), digest_,
         )
 
     async def report_failed(self, action_id: str, exc: BaseException) -> Report:
-        return await self._notarize(action_id, "failed", type(exc).__name__, None, None)
+        return await self._notarize(action_id, "failed", failure_details(exc), None, None)
 
     async def report_unknown(self, action_id: str, exc: BaseException) -> Report:
-        return await self._notarize(action_id, "unknown", type(exc).__name__, None, None)
+        return await self._notarize(action_id, "unknown", failure_details(exc), None, None)
 
     async def run(
         self, action_id: str, action: ToolAction, payload: Mapping[str, Any], call: Callable[[], Awaitable[Any]],
@@ -263,8 +261,7 @@ class Gate:
         try:
             res = await self.client.notarize(action_id, outcome, outcome_details=details, executed=executed)
         except WarrantorError as exc:
-            log.error("could not notarize action %s as %s: %s; notarize it later with client.notarize",
-                      action_id, outcome, exc, exc_info=exc)
+            log_lost_report(action_id, outcome, exc, log)
             return Report(action_id, outcome, "not_notarized", None, digest_, exc.code)
         return Report(action_id, outcome, res.status, res.receipt_id, digest_)
 

@@ -69,8 +69,8 @@ from warrantor.adapters._core import (
     ToolAction,
     Verdict,
     call_tool_function,
-    now_rfc3339,
 )
+from warrantor.client._guard import now_rfc3339
 
 __all__ = ["WarrantorTools"]
 

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from warrantor import __version__
+from warrantor.client._errors import problem_document
 
 
 class ApiError(Exception):
@@ -58,10 +59,10 @@ class Api:
 
 
 def error_of(response: httpx.Response) -> ApiError:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and "code" in body:
-        return ApiError(response.status_code, str(body["code"]), str(body.get("detail") or body.get("title")), body)
-    return ApiError(response.status_code, f"HTTP_{response.status_code}", response.text[:300], body)
+    """The problem document's ``code`` and ``detail``, read as the SDK reads them; an answer
+    without a code (a proxy's page) is ``HTTP_<status>`` with the start of its text."""
+    problem = problem_document(response)
+    if "code" in problem:
+        return ApiError(response.status_code, str(problem["code"]),
+                        str(problem.get("detail") or problem.get("title")), problem)
+    return ApiError(response.status_code, f"HTTP_{response.status_code}", response.text[:300], problem or None)

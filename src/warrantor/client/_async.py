@@ -16,16 +16,15 @@ from typing import Any, ParamSpec, TypeVar, Unpack
 
 import httpx
 
-from warrantor import __version__
 from warrantor.client import _calls
 from warrantor.client._calls import Call, IntentFields
-from warrantor.client._errors import retry_after_seconds, wrap_transport
 from warrantor.client._guard import (
     DetailsSpec,
     GuardSpec,
     PayloadSpec,
     executed_block,
     failure_details,
+    failure_outcome,
     log_lost_report,
     now_rfc3339,
     require_cleared,
@@ -44,8 +43,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
 
-USER_AGENT = f"warrantor-python/{__version__}"
-
 
 class AsyncClient:
     """An asyncio Warrantor client. Use it as ``async with``, or ``await aclose()``."""
@@ -59,12 +56,8 @@ class AsyncClient:
         transport: httpx.AsyncBaseTransport | None = None,
         retries: int = 2,
     ) -> None:
-        self._api_key = api_key
-        self._timeout = timeout
-        self._retries = max(0, retries)
-        self._http = httpx.AsyncClient(
-            base_url=base_url, timeout=timeout, transport=transport, headers={"User-Agent": USER_AGENT}
-        )
+        self._config = _calls.ClientConfig(api_key, timeout, max(0, retries))
+        self._http = httpx.AsyncClient(transport=transport, **self._config.http_options(base_url))
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -220,11 +213,8 @@ class AsyncClient:
         started_at = now_rfc3339()
         try:
             result = await fn(*args, **kwargs)
-        except Exception as exc:
-            await self._report(auth.action_id, "failed", outcome_details=failure_details(exc))
-            raise
         except BaseException as exc:
-            await self._report(auth.action_id, "unknown", outcome_details=failure_details(exc))
+            await self._report(auth.action_id, failure_outcome(exc), outcome_details=failure_details(exc))
             raise
         await self._report(auth.action_id, "completed",
                      executed=executed_block(spec.action_type, payload, started_at))
@@ -241,27 +231,13 @@ class AsyncClient:
     async def _send(self, call: Call[T]) -> T:
         attempt = 0
         while True:
+            delay: float | None
             try:
-                response = await self._request(call)
+                response = await self._http.request(**self._config.request_options(call))
             except httpx.TransportError as exc:
-                delay = _calls.retry_delay(call, attempt, self._retries)
-                if delay is None:
-                    raise wrap_transport(exc, exc.request) from exc
+                delay = self._config.delay_after_error(call, attempt, exc)
             else:
-                retry_after = retry_after_seconds(response)
-                delay = (_calls.retry_delay(call, attempt, self._retries, retry_after)
-                         if response.status_code in _calls.RETRY_STATUSES else None)
-                if delay is None:
+                if (delay := self._config.delay_after_answer(call, attempt, response)) is None:
                     return _calls.read(call, response)
             await asyncio.sleep(delay)
             attempt += 1
-
-    async def _request(self, call: Call[Any]) -> httpx.Response:
-        headers = dict(call.headers)
-        if call.authenticated:
-            headers["Authorization"] = f"Bearer {self._api_key}"
-        timeout = httpx.Timeout(self._timeout, read=self._timeout + call.extra_timeout)
-        return await self._http.request(
-            call.method, call.path, json=call.json, params=call.params, headers=headers, timeout=timeout,
-        )
-

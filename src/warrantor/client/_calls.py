@@ -2,7 +2,9 @@
 
 ``Client`` and ``AsyncClient`` differ only in how they wait for I/O; what to send, how to
 read the answer and whether a failure may be retried is decided here, without I/O, so the
-two cannot drift apart.
+two cannot drift apart: ``ClientConfig`` turns a ``Call`` into the arguments of httpx's
+``request`` and an answer (or its absence) into a delay before the next attempt, and
+``read`` turns the final answer into the result or its Warrantor error.
 
 Retry rule: a request is retried (``retries`` times, exponential backoff with jitter, a
 ``Retry-After`` header honoured up to ``MAX_DELAY``) on a transport error or a 502/503/504
@@ -24,7 +26,8 @@ from urllib.parse import quote
 
 import httpx
 
-from warrantor.client._errors import error_from_response
+from warrantor import __version__
+from warrantor.client._errors import error_from_response, retry_after_seconds, wrap_transport
 from warrantor.client._models import (
     ActionDetail,
     ActionPage,
@@ -41,6 +44,7 @@ RETRY_STATUSES = frozenset({502, 503, 504})
 BASE_DELAY = 0.2
 MAX_DELAY = 5.0
 MAX_WAIT = 60.0  # the server's ceiling for ``?wait=``
+USER_AGENT = f"warrantor-python/{__version__}"
 
 
 class IntentFields(TypedDict, total=False):
@@ -99,6 +103,43 @@ def retry_delay(call: Call[Any], attempt: int, retries: int, retry_after: float 
     if retry_after is not None:
         return min(retry_after, MAX_DELAY)
     return random.uniform(0, min(MAX_DELAY, BASE_DELAY * 2**attempt))  # noqa: S311 - jitter, not a secret
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """One client's key, timeout and retry budget, and what they make of each ``Call``."""
+
+    api_key: str
+    timeout: float
+    retries: int
+
+    def http_options(self, base_url: str) -> dict[str, Any]:
+        """Keyword arguments for ``httpx.Client`` or ``httpx.AsyncClient`` (besides the transport)."""
+        return {"base_url": base_url, "timeout": self.timeout, "headers": {"User-Agent": USER_AGENT}}
+
+    def request_options(self, call: Call[Any]) -> dict[str, Any]:
+        """Keyword arguments for httpx's ``request``: the key unless the call is anonymous, and
+        the read timeout stretched by the call's long poll."""
+        headers = dict(call.headers)
+        if call.authenticated:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        timeout = httpx.Timeout(self.timeout, read=self.timeout + call.extra_timeout)
+        return {"method": call.method, "url": call.path, "json": call.json, "params": call.params,
+                "headers": headers, "timeout": timeout}
+
+    def delay_after_error(self, call: Call[Any], attempt: int, exc: httpx.TransportError) -> float:
+        """Seconds to wait after attempt ``attempt`` got no answer; raises ``TransportError``
+        when no retry is allowed."""
+        delay = retry_delay(call, attempt, self.retries)
+        if delay is None:
+            raise wrap_transport(exc, exc.request) from exc
+        return delay
+
+    def delay_after_answer(self, call: Call[Any], attempt: int, response: httpx.Response) -> float | None:
+        """Seconds to wait after attempt ``attempt`` got ``response``, or None: ``read`` it."""
+        if response.status_code not in RETRY_STATUSES:
+            return None
+        return retry_delay(call, attempt, self.retries, retry_after_seconds(response))
 
 
 def authorize(

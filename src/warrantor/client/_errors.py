@@ -54,7 +54,7 @@ def wrap_transport(exc: httpx.HTTPError, request: httpx.Request) -> TransportErr
 
 def error_from_response(response: httpx.Response) -> WarrantorError:
     """The exception for a non-2xx response: the problem document's class, code and details."""
-    problem = _problem(response)
+    problem = problem_document(response)
     code = str(problem.get("code") or f"HTTP_{response.status_code}")
     cls = error_class_for(code, response.status_code)
     message = str(problem.get("detail") or problem.get("title") or response.reason_phrase)
@@ -77,7 +77,9 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
         return None
 
 
-def _problem(response: httpx.Response) -> dict[str, Any]:
+def problem_document(response: httpx.Response) -> dict[str, Any]:
+    """The answer's JSON object (a problem document on an error); ``{}`` for any other body.
+    The CLI's ``Api`` reads its errors through this too."""
     try:
         body = response.json()
     except ValueError:

@@ -24,6 +24,9 @@ wrong (the outcome is known) and would fail the same way. The guard logs the los
 at ERROR on the ``warrantor.client`` logger with the action id and outcome, so an operator
 can notarize it later with ``client.notarize``; the function's own result or exception
 is what the caller sees.
+
+The agent-framework adapters (``warrantor.adapters``) report what ran by the same rules
+and use these helpers for it.
 """
 
 from __future__ import annotations
@@ -95,12 +98,19 @@ def executed_block(action_type: str, payload: Mapping[str, Any], started_at: str
     return {"action_type": action_type, "payload": dict(payload), "executed_at": started_at}
 
 
+def failure_outcome(exc: BaseException) -> str:
+    """``failed`` when the function raised an ``Exception``; ``unknown`` when it was
+    interrupted, since the side effect may or may not have happened."""
+    return "failed" if isinstance(exc, Exception) else "unknown"
+
+
 def failure_details(exc: BaseException) -> str:
+    """Only the class name: an exception's message may carry secrets."""
     return type(exc).__name__
 
 
-def log_lost_report(action_id: str, outcome: str, exc: Exception) -> None:
-    log.error(
+def log_lost_report(action_id: str, outcome: str, exc: Exception, logger: logging.Logger = log) -> None:
+    logger.error(
         "could not notarize action %s as %s: %s; notarize it later with client.notarize",
         action_id, outcome, exc, exc_info=exc,
     )
