@@ -1,20 +1,26 @@
 """What the HTTP benchmarks share: a real ``warrantor serve`` on a free loopback port, and
 the wrk script that authorizes allowed wire transfers.
 
-The server is started in a child process and stopped by PID (SIGTERM, then SIGKILL).
+The server is started in a child process and stopped by PID (SIGTERM, then SIGKILL) with
+``warrantor.cli.localserver``'s ``stop``; the port comes from its ``free_port``. The wait
+stays here: it takes any ready URL (the ceiling app has ``/healthz``), has no log to show,
+kills a server that is not ready in time and exits the benchmark (``SystemExit``).
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+
+from warrantor.cli.localserver import free_port
+from warrantor.cli.localserver import stop as stop_server
+
+__all__ = ["AUTHORIZE_LUA", "OPERATOR", "ROOT", "SERVE", "free_port", "start_server", "stop_server", "wait_ready"]
 
 ROOT = Path(__file__).resolve().parent.parent
 OPERATOR = "wrt_benchoperatorbenchoperatorbench"
@@ -34,12 +40,6 @@ response = function(status, headers, body)
   if status ~= 201 then io.stderr:write("unexpected status " .. status .. "\\n") end
 end
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 SERVE = [sys.executable, "-m", "warrantor.cli.main", "serve"]
@@ -71,12 +71,3 @@ def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout: float = 30) -> 
     proc.kill()
     proc.wait(timeout=10)
     raise SystemExit(f"server did not start within {timeout:.0f} s")
-
-
-def stop_server(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)

@@ -20,6 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from warrantor.cli.bootstrap import create_demo, prepare
+from warrantor.cli.localserver import free_port, stop, wait_ready
 from warrantor.server.app import create_app, open_services
 from warrantor.server.settings import Settings
 from warrantor.service.services import Services
@@ -190,14 +191,6 @@ def make_env(data_dir: Path, database_url: str | None = None, *, services_kwargs
 __all__ = ["WIRE", "Env", "bearer", "io", "make_env", "make_settings", "pg_database", "prepare"]
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class ServerHandle:
     url: str
@@ -219,14 +212,11 @@ def server_process(data_dir: Path, database_url: str | None = None, *, demo: boo
                    env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> Iterator[ServerHandle]:
     """``warrantor serve`` in a child process on a free loopback port; yields its base URL.
 
-    Stopped by PID (SIGTERM, then SIGKILL) when the block ends, whatever happened.
+    Waits for ``/readyz`` and stops by PID (SIGTERM, then SIGKILL) when the block ends,
+    whatever happened, through ``warrantor.cli.localserver`` (the demo's server uses them too).
     """
-    import signal
     import subprocess
     import sys
-    import time
-
-    import httpx
 
     port = free_port()
     cmd = [sys.executable, "-m", "warrantor.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port),
@@ -243,28 +233,10 @@ def server_process(data_dir: Path, database_url: str | None = None, *, demo: boo
         proc = subprocess.Popen(cmd, env=child_env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                out_text = log_path.read_text(encoding="utf-8", errors="replace")
-                raise RuntimeError(f"server exited with {proc.returncode}: {out_text}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not become ready within 30 s")
-            time.sleep(0.1)
+        wait_ready(proc, url, log_path, timeout=30, name="server")
         yield ServerHandle(url, proc, log_path)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        stop(proc)
 
 
 def decide_in_console(url: str, email: str, password: str, action_id: str, decision: str = "approve") -> None:

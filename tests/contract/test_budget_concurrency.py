@@ -11,11 +11,6 @@ per-agent rate limit is shared the same way: exactly ``burst`` requests get thro
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from support import OPERATOR_KEY, bearer, pg_database
+from support import OPERATOR_KEY, bearer, pg_database, server_process
 from warrantor.demo import demo_bundle
 
 LIMIT = 17
@@ -34,53 +29,13 @@ REQUESTS = 60
 WIRE = {"amount_minor": 1000, "currency": "EUR", "beneficiary": "ACME GmbH"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}: {log.read_text()[-4000:]}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"server at {url} did not become ready in {timeout} s")
-
-
 @contextmanager
 def two_servers(data_dir: Path, database_url: str) -> Iterator[list[str]]:
-    env = {**os.environ, "WARRANTOR_OPERATOR_KEY": OPERATOR_KEY}
-    procs: list[subprocess.Popen[bytes]] = []
-    urls: list[str] = []
-    try:
-        for i in range(2):  # one after the other: the first creates keys and migrates
-            port = _free_port()
-            log = data_dir / f"server{i}.log"
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "warrantor.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port),
-                 "--data-dir", str(data_dir), "--database-url", database_url, "--log-level", "warning"],
-                env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-            )
-            procs.append(proc)
-            urls.append(f"http://127.0.0.1:{port}")
-            _wait_ready(urls[-1], proc, log)
-        yield urls
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    """Two servers on one data directory and database, started one after the other: the
+    first creates the keys and migrates."""
+    with (server_process(data_dir, database_url, demo=False) as first,
+          server_process(data_dir, database_url, demo=False) as second):
+        yield [first.url, second.url]
 
 
 def _tenant(url: str, config: dict[str, Any]) -> dict[str, str]:
