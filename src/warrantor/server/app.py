@@ -22,6 +22,7 @@ from warrantor import __version__
 from warrantor.server import openapi, problems, routes
 from warrantor.server.metrics import Metrics
 from warrantor.server.middleware import RequestContext
+from warrantor.server.routes.actions import HOT_ROUTE
 from warrantor.server.settings import Settings
 from warrantor.service.approval.notify import DevMailer, Mailer, SmtpMailer
 from warrantor.service.context import Limits
@@ -115,7 +116,9 @@ def execute_config(settings: Settings) -> ExecuteConfig:
     )
 
 
-def create_app(settings: Settings, *, services: Services | None = None) -> FastAPI:
+def create_app(settings: Settings, *, services: Services | None = None, hot_routes: bool = True) -> FastAPI:
+    """``hot_routes=False`` serves every request through FastAPI (the reference the hot
+    routes are tested against)."""
     svc = services or open_services(settings)
     metrics = Metrics()
     sweeper = _Periodic("warrantor-expiry", settings.sweep_interval_seconds, svc.sweeper.sweep)
@@ -158,6 +161,8 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     problems.install(app)
     for router in routes.all_routers():
         app.include_router(router)
+    if hot_routes:  # first, so they match before the FastAPI routes they stand in for
+        app.router.routes.insert(0, HOT_ROUTE)
     openapi.install(app)  # every status and problem body per route, security schemes
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes, metrics=metrics)
     if settings.otel:  # off: the tracing module is never imported (docs/operations.md)
