@@ -183,10 +183,26 @@ def test_paths_are_json_pointers_and_keys_are_scanned(detectors: DetectorSet) ->
     payload = {"a/b": {"c~d": [0, AWS_KEY]}, AWS_KEY: 1}
     findings = detectors.scan(None, payload, {"note": STRIPE_KEY})
     assert [f.path for f in findings] == [
-        f"/payload/{AWS_KEY}",
+        "/payload/~k0",  # the first key in sorted order ("AKIA..." < "a/b"); its text is not in its pointer
         "/payload/a~1b/c~0d/1",
         "/context/note",
     ]
+
+
+def test_a_secret_sent_as_a_key_never_appears_in_any_pointer(detectors: DetectorSet) -> None:
+    """Pointers are signed into warrants and receipts, which outlive erasure: a secret in a
+    pointer would outlive it too. Nested under a matched key, and matched keys nested."""
+    payload = {"note": "ok", AWS_KEY: {"card": "4111111111111111", STRIPE_KEY: {"x": GITHUB_TOKEN}}}
+    findings = detectors.scan(None, payload, {"~k0": AWS_KEY})
+    paths = [f.path for f in findings]
+    for secret in (AWS_KEY, STRIPE_KEY, GITHUB_TOKEN, "4111111111111111"):
+        assert all(secret not in p for p in paths), (secret, paths)
+    assert "/payload/~k0" in paths  # the key AKIA... itself
+    assert "/payload/~k0/card" in paths  # a field below it: the field's name stays
+    assert "/payload/~k0/~k1" in paths  # the Stripe key below it
+    assert "/payload/~k0/~k1/x" in paths
+    assert "/context/~0k0" in paths  # a real key "~k0" is escaped, so it is never a marker
+    assert len(paths) == len(set(paths)) == 5
 
 
 def test_result_does_not_depend_on_key_order(detectors: DetectorSet) -> None:

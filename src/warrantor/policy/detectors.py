@@ -20,9 +20,13 @@ What it does:
   number is still a card number). Object members are visited in sorted key order, so the
   result does not depend on the order keys arrived in.
 - A ``Finding`` names the detector, its kind, its mode, where it matched (an RFC 6901 JSON
-  pointer such as ``/payload/note``; a match inside an object key reports the member's
-  pointer) and ``finding_hash``, the hex sha256 of the matched text's UTF-8 bytes. The
-  matched text itself is never kept, logged or put in an exception.
+  pointer such as ``/payload/note``) and ``finding_hash``, the hex sha256 of the matched
+  text's UTF-8 bytes. The matched text itself is never kept, logged or put in an exception,
+  and never in a pointer either: a key that a detector matched (a card number sent as an
+  object key) is written ``~k<n>``, the object's n-th key in sorted order (``~k`` is not
+  an RFC 6901 escape, so it cannot be a key's own text), in its own finding's path and in
+  the path of every finding below it. Pointers are signed into warrants and receipts,
+  which outlive erasure; a secret there would outlive it too.
 - ``strongest(findings)`` folds findings into one mode: deny > require_approval > report.
 
 How a scan runs: the strings are joined with newlines and searched once with the RE2 union
@@ -80,7 +84,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 
 import re2
@@ -422,7 +426,7 @@ class DetectorSet:
         order, then the custom detectors'."""
         if not self._groups:
             return []
-        pieces, cut_at = _collect(details, payload, context)
+        pieces, cut_at, keys = _collect(details, payload, context)
         collector = _Collector()
         for group in self._groups:
             mine, short_at = group.within_budget(pieces)
@@ -431,7 +435,7 @@ class DetectorSet:
                 collector.add(Finding(OVERSIZE, OVERSIZE, "deny", short_at, _EMPTY_SHA256, CUSTOM_BUDGET))
         if cut_at is not None:
             collector.add(Finding(OVERSIZE, OVERSIZE, "deny", cut_at, _EMPTY_SHA256, OVERSIZE))
-        return collector.findings
+        return _redact_keys(collector.findings, keys)
 
 
 def _scan_text(path: str, data: bytes, signatures: tuple[_Signature, ...], collector: _Collector) -> None:
@@ -462,10 +466,12 @@ def _build_prefilter(signatures: Iterable[_Signature]) -> Any:
 
 def _collect(
     details: str | None, payload: Any, context: Any
-) -> tuple[list[tuple[str, bytes]], str | None]:
+) -> tuple[list[tuple[str, bytes]], str | None, dict[str, str]]:
     """(pointer, UTF-8 text) for every string, key and integer, depth first, keys sorted,
-    up to ``MAX_SCAN_BYTES`` of text; and the pointer where text was cut, if it was."""
+    up to ``MAX_SCAN_BYTES`` of text; the pointer where text was cut, if it was; and for
+    each key's piece (pointer ``<object>/~k<n>``) the pointer of its member."""
     pieces: list[tuple[str, bytes]] = []
+    keys: dict[str, str] = {}
     budget = MAX_SCAN_BYTES
     stack: list[tuple[str, Any]] = [("/context", context), ("/payload", payload)]
     stack.append(("/details", details))
@@ -473,15 +479,17 @@ def _collect(
         path, node = stack.pop()
         if isinstance(node, Mapping):
             children = []
-            for key in _sorted_keys(node):
+            for n, key in enumerate(_sorted_keys(node)):
                 text = str(key)
                 child = f"{path}/{_pointer_token(text)}"
+                marker = f"{path}/~k{n}"  # the key's own piece: its text is not in its pointer
+                keys[marker] = child
                 key_text = _encode(text)
                 if len(key_text) > budget:
-                    pieces.append((child, key_text[:budget]))
-                    return pieces, child
+                    pieces.append((marker, key_text[:budget]))
+                    return pieces, marker, keys
                 budget -= len(key_text)
-                pieces.append((child, key_text))
+                pieces.append((marker, key_text))
                 children.append((child, node[key]))
             stack.extend(reversed(children))
             continue
@@ -493,10 +501,25 @@ def _collect(
             continue
         if len(data) > budget:
             pieces.append((path, data[:budget]))
-            return pieces, path
+            return pieces, path, keys
         budget -= len(data)
         pieces.append((path, data))
-    return pieces, None
+    return pieces, None, keys
+
+
+def _redact_keys(findings: list[Finding], keys: dict[str, str]) -> list[Finding]:
+    """Every finding's path with each matched key written ``~k<n>`` (module docstring)."""
+    matched = {keys[f.path]: f.path.rsplit("/", 1)[1] for f in findings if f.path in keys}
+    if not matched:
+        return findings
+    out = []
+    for finding in findings:
+        real, shown = "", ""
+        for token in finding.path.split("/")[1:]:
+            real += "/" + token
+            shown += "/" + matched.get(real, token)
+        out.append(replace(finding, path=shown))
+    return out
 
 
 def _sorted_keys(node: Mapping[Any, Any]) -> list[Any]:
