@@ -24,10 +24,10 @@ is ``409 DUPLICATE_REQUEST``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from warrantor.domain.clock import isoformat, random_token
 from warrantor.domain.lifecycle import Status
@@ -65,6 +65,8 @@ __all__ = [  # the pipeline's types are re-exported for the extensions that plug
     "BUILTIN_STAGES", "Authorizer", "Draft", "FactProvider", "Facts", "GuardStop", "Outcome", "Stage",
     "WriteGuard", "run_stages",
 ]
+
+T = TypeVar("T")
 
 _DENY_CODES = {
     "policy": "POLICY_DENIED",
@@ -127,6 +129,17 @@ def run_stages(intent: Intent, facts: Facts, stages: list[Stage]) -> Draft:
     return draft
 
 
+def _run_to_end(coroutine: Coroutine[Any, Any, T]) -> T:
+    """The result of a coroutine that never suspends, without an event loop."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+    coroutine.close()
+    raise RuntimeError("expected a blocking authorization to finish without suspending")
+
+
 def _take_guard_stop(draft: Draft, stop: GuardStop) -> None:
     """A write guard stopped the action: its outcome replaces the draft's."""
     draft.effect, draft.stage, draft.reason = stop.effect, stop.stage, stop.reason
@@ -154,7 +167,25 @@ class Authorizer:
         self.guards: list[WriteGuard] = []
 
     def authorize(self, principal: Principal, intent: Intent, idempotency_key: str | None) -> Outcome:
-        """Decide, seal and commit; blocks the calling thread until the commit."""
+        """Decide, seal and commit; blocks the calling thread until the commit.
+
+        The steps are ``_authorize``'s, with a write that blocks: its coroutine never
+        suspends, so it is run to its end here without an event loop."""
+        return _run_to_end(self._authorize(principal, intent, idempotency_key, self._write_blocking))
+
+    def authorize_async(
+        self, principal: Principal, intent: Intent, idempotency_key: str | None
+    ) -> Coroutine[Any, Any, Outcome]:
+        """``authorize`` for the event loop: the same steps, awaiting the group commit
+        instead of holding a thread (reads and CPU work run inline: they take microseconds).
+        It returns ``_authorize``'s coroutine itself, so awaiting it adds no await."""
+        return self._authorize(principal, intent, idempotency_key, self._d.store.write_async)
+
+    async def _authorize(
+        self, principal: Principal, intent: Intent, idempotency_key: str | None,
+        write: Callable[[Callable[[Repo], None]], Awaitable[None]],
+    ) -> Outcome:
+        """The steps of both: read and decide, seal, commit with ``write`` (its one await)."""
         started = self._begin(principal, intent, idempotency_key)
         if isinstance(started, Outcome):
             return started
@@ -162,33 +193,18 @@ class Authorizer:
         try:
             try:
                 sealed = self._seal(principal, prepared, draft, guarded=True)
-                self._d.store.write(sealed.job)
+                await write(sealed.job)
             except GuardStop as stop:  # the guard's outcome replaces the draft's
                 _take_guard_stop(draft, stop)
                 sealed = self._seal(principal, prepared, draft, guarded=False)
-                self._d.store.write(sealed.job)
+                await write(sealed.job)
         except UniqueViolationError as exc:
             return self._replay_after_race(prepared, exc)
         return self._finish(sealed)
 
-    async def authorize_async(self, principal: Principal, intent: Intent, idempotency_key: str | None) -> Outcome:
-        """``authorize`` for the event loop: the same steps, awaiting the group commit
-        instead of holding a thread (reads and CPU work run inline: they take microseconds)."""
-        started = self._begin(principal, intent, idempotency_key)
-        if isinstance(started, Outcome):
-            return started
-        prepared, draft = started
-        try:
-            try:
-                sealed = self._seal(principal, prepared, draft, guarded=True)
-                await self._d.store.write_async(sealed.job)
-            except GuardStop as stop:
-                _take_guard_stop(draft, stop)
-                sealed = self._seal(principal, prepared, draft, guarded=False)
-                await self._d.store.write_async(sealed.job)
-        except UniqueViolationError as exc:
-            return self._replay_after_race(prepared, exc)
-        return self._finish(sealed)
+    async def _write_blocking(self, job: Callable[[Repo], None]) -> None:
+        """``store.write`` as an awaitable that finishes without suspending."""
+        self._d.store.write(job)
 
     def _begin(
         self, principal: Principal, intent: Intent, idempotency_key: str | None
