@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 from typing import Any
 
@@ -95,3 +97,41 @@ def test_explain_reports_the_stopping_stage_without_writing(guarded: Env) -> Non
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "denied" and r.json()["decision"]["stage"] == "endpoint"
     assert guarded.client.get("/v1/actions", headers=guarded.h("admin")).json()["pagination"]["total"] == 0
+
+
+def test_no_digest_in_the_evidence_confirms_a_guessed_secret_without_the_salt(env: Env) -> None:
+    """Evidence outlives erasure, so a plain digest of an erasable value in it would let
+    whoever holds the evidence confirm a guess (a card number, a payload) after the value is
+    erased. The finding's hash and the evaluation hash are keyed with the action's salt,
+    which is erased with the details; the caller, who got the salt, can still recompute both."""
+    from datetime import UTC, datetime
+
+    from warrantor.policy.bundle import parse_bundle
+    from warrantor.policy.engine import evaluation_hash
+    from warrantor.service.authorization.authorize import Authorizer
+    from warrantor.service.authorization.intent import Intent
+    from warrantor.service.authorization.policies import ActivePolicy, Compiled
+
+    bundle = {**demo_bundle(), "config": {"detectors": {"builtin": {"cards": "report"}}}}
+    r = env.client.post("/v1/policies", json=bundle, headers=env.h("admin"))
+    activated = env.client.post(f"/v1/policies/{r.json()['bundle_hash']}/activate", headers=env.h("admin"))
+    assert activated.status_code == 200
+    card = "4111 1111 1111 1111"
+    r = env.authorize(details=f"refund to card {card}")
+    assert r.status_code == 201, r.text
+    body = r.json()
+    statement = json.loads(base64.b64decode(body["warrant"]["payload"]))
+    decision = statement["predicate"]["decision"]
+    [finding] = decision["findings"]
+    salt = body["intent_salt"]
+    guessed = hashlib.sha256(card.encode()).hexdigest()
+    assert guessed not in json.dumps(statement)
+    assert finding["finding_hash"].removeprefix("sha256:") == hmac.new(
+        salt.encode(), card.encode(), hashlib.sha256).hexdigest()
+
+    intent = env.client.get(f"/v1/actions/{body['action_id']}", headers=env.h("auditor")).json()["intent"]
+    active = ActivePolicy(Compiled.build(parse_bundle(bundle)), "enforce", datetime.now(UTC))
+    result, inp = Authorizer._decide(Intent.from_canonical(intent), active)
+    policy_hash = decision["policy"]["bundle_hash"]
+    assert evaluation_hash(policy_hash, inp, result) not in json.dumps(statement)  # the guess without the salt
+    assert evaluation_hash(policy_hash, inp, result, salt) == decision["evaluation_hash"]

@@ -1,5 +1,7 @@
 """Determinism: the same canonical input under the same bundle gives the same
-``evaluation_hash``, byte for byte, across processes and across a server restart."""
+``evaluation_hash``, byte for byte, across processes and across a server restart.
+Authorizations key the hash with their action's salt (policy/engine.py): the same input and
+salt give the same hash anywhere; dry runs are unsalted."""
 
 from __future__ import annotations
 
@@ -36,19 +38,20 @@ inp = build_input(agent_id=a["agent_id"], action_type=a["action_type"], payload=
                   labels=tuple(sorted(a["labels"])), agent_version=a["agent_version"],
                   model_id=a["model_id"], model_version="")
 decision = PolicyEngine(bundle).evaluate(inp)
-print(json.dumps({"bundle_hash": bundle.hash, "evaluation_hash": evaluation_hash(bundle.hash, inp, decision)}))
+print(json.dumps({"bundle_hash": bundle.hash, "evaluation_hash": evaluation_hash(bundle.hash, inp, decision),
+                  "salted": [evaluation_hash(bundle.hash, inp, decision, salt) for salt in sys.argv[2:]]}))
 """
 
 
-def _in_subprocess() -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(ACTION)], capture_output=True, text=True,
+def _in_subprocess(*salts: str) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(ACTION), *salts], capture_output=True, text=True,
                          check=True, env={"PYTHONHASHSEED": "12345", "PATH": ""})
     result: dict[str, Any] = json.loads(out.stdout)
     return result
 
 
-def _served(data_dir: Path) -> tuple[str, str, str]:
-    """(bundle hash, evaluate's hash, authorize's hash) from a server on ``data_dir``."""
+def _served(data_dir: Path) -> tuple[str, str, str, str]:
+    """(bundle hash, evaluate's hash, authorize's hash, its salt) from a server on ``data_dir``."""
     with make_env(data_dir) as env:
         explained = env.client.post("/v1/policies/evaluate", json={"action": ACTION}, headers=env.h("admin"))
         assert explained.status_code == 200, explained.text
@@ -56,16 +59,17 @@ def _served(data_dir: Path) -> tuple[str, str, str]:
         assert authorized.status_code == 201, authorized.text
         assert authorized.json()["status"] == "pending_approval"
         return (env.bundle_hash, explained.json()["decision"]["evaluation_hash"],
-                authorized.json()["decision"]["evaluation_hash"])
+                authorized.json()["decision"]["evaluation_hash"], authorized.json()["intent_salt"])
 
 
 def test_evaluation_hash_is_identical_across_processes_and_restarts(tmp_path: Path) -> None:
     first = _served(tmp_path)
     second = _served(tmp_path)  # the same data directory, a new app, store and engine cache
-    child = _in_subprocess()
-    assert first == second
-    bundle_hash, explained, authorized = first
-    assert explained == authorized == child["evaluation_hash"]
+    child = _in_subprocess(first[3], second[3])
+    assert first[:2] == second[:2] and first[3] != second[3]  # one salt per action
+    bundle_hash, explained, authorized, _ = first
+    assert explained == child["evaluation_hash"]  # the dry run: unsalted
+    assert [authorized, second[2]] == child["salted"] and authorized != second[2] != explained
     assert bundle_hash == child["bundle_hash"]
     assert len(explained) == 64 and int(explained, 16) >= 0
 

@@ -5,7 +5,8 @@ Replay re-evaluates the recorded policy decision: the statement's
 ``GET /v1/policies/{hash}`` with ``--server URL --api-key KEY``); the intent is the
 warrant's ``predicate.intent`` (receipts carry only its digest, so ``--intent`` supplies it
 and its sha256 must equal the subject digest); the policy input is rebuilt exactly as the
-authorizer builds it; and the evaluation hash (bundle hash, input, effect, matching rules)
+authorizer builds it; and the evaluation hash (bundle hash, input, effect, matching rules,
+and the action's salt where the intent is a committed one)
 must equal ``decision.evaluation_hash``.
 
 The offline verifier (``warrantor.verify``) imports no policy code; this command builds the
@@ -67,7 +68,12 @@ def make_replay(bundle_doc: dict[str, Any], intent: dict[str, Any] | None = None
             result, inp = Authorizer._decide(Intent.from_canonical(doc), active)
         except (WarrantorError, TypeError) as exc:
             return CheckResult(False, f"the intent cannot be evaluated: {exc}")
-        computed = evaluation_hash(policy.hash, inp, result)
+        # Authorizations key the hash with the action's salt (policy/engine.py); evidence
+        # from before that, or with the intent signed in full, has an unsalted one.
+        computed = evaluation_hash(policy.hash, inp, result, salt if doc is not signed else None)
+        if computed != decision["evaluation_hash"] and doc is not signed:
+            unsalted = evaluation_hash(policy.hash, inp, result)
+            computed = unsalted if unsalted == decision["evaluation_hash"] else computed
         if computed != decision["evaluation_hash"]:
             return CheckResult(
                 False, f"expected evaluation hash {decision['evaluation_hash']}, replay gives {computed} "

@@ -20,13 +20,16 @@ What it does:
   number is still a card number). Object members are visited in sorted key order, so the
   result does not depend on the order keys arrived in.
 - A ``Finding`` names the detector, its kind, its mode, where it matched (an RFC 6901 JSON
-  pointer such as ``/payload/note``) and ``finding_hash``, the hex sha256 of the matched
-  text's UTF-8 bytes. The matched text itself is never kept, logged or put in an exception,
-  and never in a pointer either: a key that a detector matched (a card number sent as an
-  object key) is written ``~k<n>``, the object's n-th key in sorted order (``~k`` is not
-  an RFC 6901 escape, so it cannot be a key's own text), in its own finding's path and in
-  the path of every finding below it. Pointers are signed into warrants and receipts,
-  which outlive erasure; a secret there would outlive it too.
+  pointer such as ``/payload/note``) and ``finding_hash``: with a ``salt`` (an
+  authorization passes the action's commitment salt, ``evidence/commitments.py``), the hex
+  HMAC-SHA256 of the matched text's UTF-8 bytes keyed with the salt's UTF-8 bytes; without
+  one (dry runs, which record nothing), their plain hex sha256. The matched text itself is
+  never kept, logged or put in an exception, and never in a pointer either: a key that a
+  detector matched (a card number sent as an object key) is written ``~k<n>``, the
+  object's n-th key in sorted order (``~k`` is not an RFC 6901 escape, so it cannot be a
+  key's own text), in its own finding's path and in the path of every finding below it.
+  Pointers are signed into warrants and receipts, which outlive erasure; a secret there
+  would outlive it too.
 - ``strongest(findings)`` folds findings into one mode: deny > require_approval > report.
 
 How a scan runs: the strings are joined with newlines and searched once with the RE2 union
@@ -41,7 +44,7 @@ a clean 64 KB one, every built-in on.
 Size cap (fail closed): at most ``MAX_SCAN_BYTES`` (1 MiB) of UTF-8 text is scanned per
 action. Text beyond the cap is not scanned; instead the scan adds one finding with
 ``detector_id`` and ``kind`` ``"oversize"`` and mode ``deny`` at the pointer where scanning
-stopped (its ``finding_hash`` is the sha256 of the empty string, since nothing matched).
+stopped (its ``finding_hash`` is that of the empty string, since nothing matched).
 Findings in the first MiB are still reported. The oversize finding is only produced when at
 least one detector is enabled: with every detector off there is nothing to fail closed on.
 
@@ -74,15 +77,16 @@ What it does not do: decide the action's effect (the pipeline maps ``strongest``
 hold or a warning, code ``CONTENT_SIGNATURE_MATCH``), store findings, or detect secrets
 by entropy. Card detection is deliberately conservative: 13-19 digits in groups separated
 by single spaces or dashes, a major network's prefix and length, a valid Luhn checksum,
-and no letter or digit right next to the number. Note that ``finding_hash`` is a plain
-sha256 as specified: for low-entropy matches (a card number) it can be brute-forced, so
-treat stored hashes as sensitive.
+and no letter or digit right next to the number. ``finding_hash`` is keyed with the action's
+salt because a plain hash of a low-entropy match (a card number) can be brute-forced: the
+salt is erased with the action's details, and then the hash confirms no guess.
 """
 
 from __future__ import annotations
 
 import bisect
 import hashlib
+import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
@@ -109,7 +113,6 @@ OVERSIZE: Final = "oversize"
 _RANK: dict[str, int] = {"deny": 3, "require_approval": 2, "report": 1}
 _PREFILTER_MAX_MEM = 64 << 20
 _EMPTY_PROBES = (b"", b"a", b" a ", b"0", b"\n", b"a\nb")
-_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 # (signature name, RE2 pattern). Kept narrow on purpose: each has a fixed, documented prefix.
 _SECRET_SIGNATURES: tuple[tuple[str, str], ...] = (
@@ -421,20 +424,22 @@ class DetectorSet:
             return MAX_SCAN_BYTES
         return min(MAX_SCAN_BYTES, (CUSTOM_SCAN_WORK - group.per_piece) // group.per_byte)
 
-    def scan(self, details: str | None, payload: Any = None, context: Any = None) -> list[Finding]:
+    def scan(self, details: str | None, payload: Any = None, context: Any = None, *,
+             salt: str | None = None) -> list[Finding]:
         """Findings over ``details``, ``payload`` and ``context``; the built-ins' in walk
-        order, then the custom detectors'."""
+        order, then the custom detectors'. ``salt`` keys each ``finding_hash``."""
         if not self._groups:
             return []
         pieces, cut_at, keys = _collect(details, payload, context)
-        collector = _Collector()
+        collector = _Collector(salt)
+        empty = collector.hash(b"")
         for group in self._groups:
             mine, short_at = group.within_budget(pieces)
             group.scan(mine, collector)
             if short_at is not None:
-                collector.add(Finding(OVERSIZE, OVERSIZE, "deny", short_at, _EMPTY_SHA256, CUSTOM_BUDGET))
+                collector.add(Finding(OVERSIZE, OVERSIZE, "deny", short_at, empty, CUSTOM_BUDGET))
         if cut_at is not None:
-            collector.add(Finding(OVERSIZE, OVERSIZE, "deny", cut_at, _EMPTY_SHA256, OVERSIZE))
+            collector.add(Finding(OVERSIZE, OVERSIZE, "deny", cut_at, empty, OVERSIZE))
         return _redact_keys(collector.findings, keys)
 
 
@@ -446,7 +451,7 @@ def _scan_text(path: str, data: bytes, signatures: tuple[_Signature, ...], colle
             if match.start() == match.end():
                 break  # empty-width matches carry no text; config rejects such patterns
             for start, end in _card_spans(data, match) if sig.luhn else [match.span()]:
-                text_hash = hashlib.sha256(data[start:end]).hexdigest()
+                text_hash = collector.hash(data[start:end])
                 collector.add(Finding(sig.detector_id, sig.kind, sig.mode, path, text_hash, sig.name))
             collector.matches += 1
             if collector.saturated(sig.mode):
@@ -541,11 +546,18 @@ def _scalar_text(node: Any) -> bytes | None:
 class _Collector:
     """De-duplicates findings and caps their number without weakening ``strongest``."""
 
-    def __init__(self) -> None:
+    def __init__(self, salt: str | None = None) -> None:
+        self._key = salt.encode("utf-8") if salt is not None else None
         self.findings: list[Finding] = []
         self.matches = 0
         self._seen: set[Finding] = set()
         self._best = 0
+
+    def hash(self, matched: bytes) -> str:
+        """``finding_hash`` of matched bytes (module docstring)."""
+        if self._key is None:
+            return hashlib.sha256(matched).hexdigest()
+        return hmac.new(self._key, matched, hashlib.sha256).hexdigest()
 
     def saturated(self, mode: str) -> bool:
         """Past ``MAX_MATCHES``, a match of ``mode`` can no longer change the outcome."""

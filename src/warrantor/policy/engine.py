@@ -210,14 +210,21 @@ def _decide(matched: tuple[RuleMatch, ...]) -> PolicyDecision:
     return PolicyDecision(matched[0].effect, matched)
 
 
-def evaluation_hash(bundle_hash: str, inp: PolicyInput, decision: PolicyDecision) -> str:
-    """Hex sha256 of the RFC 8785 form of the bundle hash, the input and the outcome."""
+def evaluation_hash(bundle_hash: str, inp: PolicyInput, decision: PolicyDecision, salt: str | None = None) -> str:
+    """Hex sha256 of the RFC 8785 form of the bundle hash, the input and the outcome, and
+    with ``salt`` the salt too.
+
+    An authorization passes its action's commitment salt (``evidence/commitments.py``): the
+    input holds the payload, and a hash of a guessable payload signed into evidence would
+    confirm a guess after the payload is erased; the salt is erased with it. Dry runs,
+    which record nothing, pass none."""
     rules = sorted((r.id, r.effect) for r in decision.rules)
-    return digest(
-        {
-            "bundle_hash": bundle_hash,
-            "input": inp.to_dict(),
-            "effect": decision.effect,
-            "rules": [{"id": i, "effect": e} for i, e in rules],
-        }
-    )
+    doc: dict[str, Any] = {
+        "bundle_hash": bundle_hash,
+        "input": inp.to_dict(),
+        "effect": decision.effect,
+        "rules": [{"id": i, "effect": e} for i, e in rules],
+    }
+    if salt is not None:
+        doc["salt"] = salt
+    return digest(doc)

@@ -123,7 +123,7 @@ def run_stages(intent: Intent, facts: Facts, stages: list[Stage]) -> Draft:
         if draft.stopped:
             break
     if "shadow" in facts.policies:
-        draft.shadow = shadow_decision(intent, facts.policies["shadow"])
+        draft.shadow = shadow_decision(intent, facts.policies["shadow"], facts.salt)
     if intent.require_approval:
         draft.hold("request", Effect.REQUIRE_APPROVAL, "REQUESTED_BY_CALLER")
     return draft
@@ -256,7 +256,8 @@ class Authorizer:
         if draft.effect is Effect.CONFIRM and intent.authorization_id:
             would_be = Status.PENDING_CONFIRMATION
         # The request's own digest: an authorization would sign the digest of the committed
-        # intent, whose salt is chosen only then (evidence/commitments.py).
+        # intent, whose salt is chosen only then (evidence/commitments.py); a dry run has no
+        # salt, so its finding and evaluation hashes are plain SHA-256 (policy/engine.py).
         return {"status": would_be.value, "decision": draft.to_dict(), "request_digest": intent.digest()}
 
     # -- identify and idempotency ------------------------------------------------------
@@ -283,6 +284,7 @@ class Authorizer:
                 tenant_id,
                 _parent_ref(repo, tenant_id, intent.parent_action_id),
                 self._policies.active(repo, tenant_id),
+                salt=random_token(128),  # the action's commitment salt, chosen before the stages key digests with it
             )
             for provider in self.providers:
                 facts.extra[provider.name] = provider.read(repo, tenant_id, intent, facts)
@@ -307,7 +309,7 @@ class Authorizer:
         now = self._d.clock.now()
         action_id = self._d.ids.new("act")
         intent_doc = p.intent.canonical()
-        salt = random_token(128)
+        salt = p.facts.salt or random_token(128)
         committed = committed_intent(intent_doc, salt)  # what evidence signs: no erasable value
         intent_digest = digest(committed)
         decision = draft.to_dict()

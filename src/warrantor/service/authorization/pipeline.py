@@ -81,6 +81,9 @@ class Facts:
     parent: dict[str, Any] | None
     policies: dict[str, ActivePolicy]
     extra: dict[str, Any] = field(default_factory=dict)
+    # The action's commitment salt (evidence/commitments.py): it keys the digests of erasable
+    # values that the decision carries (finding_hash, evaluation_hash). None in dry runs.
+    salt: str | None = None
 
     @property
     def enforce(self) -> ActivePolicy | None:

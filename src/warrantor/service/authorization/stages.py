@@ -29,7 +29,8 @@ def detectors_stage(draft: Draft, intent: Intent, facts: Facts) -> str:
     enforce = facts.enforce
     if enforce is None or not enforce.compiled.detectors.enabled:
         return "skipped"
-    findings = enforce.compiled.detectors.scan(intent.details, intent.payload or {}, intent.context or {})
+    findings = enforce.compiled.detectors.scan(intent.details, intent.payload or {}, intent.context or {},
+                                               salt=facts.salt)
     draft.findings = [f.to_dict() for f in findings]
     mode = strongest(findings)
     if mode == "deny":
@@ -82,7 +83,7 @@ def policy_stage(draft: Draft, intent: Intent, facts: Facts) -> str:
                      "action_type": intent.action_type, "bundle_hash": enforce.bundle.hash},
         )
     draft.policy = {"bundle_hash": enforce.bundle.hash, "mode": "enforce"}
-    draft.evaluation_hash = evaluation_hash(enforce.bundle.hash, inp, decision)
+    draft.evaluation_hash = evaluation_hash(enforce.bundle.hash, inp, decision, facts.salt)
     draft.rules = [r.to_dict() for r in decision.rules]
     effect = Effect(decision.effect)
     if effect is not Effect.ALLOW:
@@ -126,7 +127,7 @@ def decide(intent: Intent, active: ActivePolicy) -> tuple[PolicyDecision, Policy
     return active.compiled.engine.evaluate(inp), inp
 
 
-def shadow_decision(intent: Intent, shadow: ActivePolicy) -> dict[str, Any]:
+def shadow_decision(intent: Intent, shadow: ActivePolicy, salt: str | None = None) -> dict[str, Any]:
     try:
         decision, inp = decide(intent, shadow)
     except ValidationError as exc:
@@ -136,5 +137,5 @@ def shadow_decision(intent: Intent, shadow: ActivePolicy) -> dict[str, Any]:
         "effect": decision.effect,
         "reason": decision.reason,
         "rules": [r.id for r in decision.rules],
-        "evaluation_hash": evaluation_hash(shadow.bundle.hash, inp, decision),
+        "evaluation_hash": evaluation_hash(shadow.bundle.hash, inp, decision, salt),
     }
