@@ -6,7 +6,6 @@ import asyncio
 import email.message
 import json
 import time
-from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
@@ -19,11 +18,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from warrantor.domain.approvers import parse_approvers
-from warrantor.domain.clock import parse_time
 from warrantor.domain.lifecycle import Status, is_terminal
 from warrantor.domain.model import ActionFilter, Principal, Role
 from warrantor.errors import ValidationError
 from warrantor.server.deps import Caller, Svc, authenticate
+from warrantor.server.params import time_param
 from warrantor.server.problems import render_stored_problem, request_id_of
 from warrantor.server.schemas import ActionIn, NotarizeIn
 from warrantor.service.authorization.intent import Intent
@@ -186,20 +185,11 @@ def list_actions(
         action_type=action_type,
         agent_id=agent_id,
         status=status,
-        created_after=_time(created_after, "created_after"),
-        created_before=_time(created_before, "created_before"),
+        created_after=time_param(created_after, "created_after", "INVALID_FILTER"),
+        created_before=time_param(created_before, "created_before", "INVALID_FILTER"),
         legal_hold=None if legal_hold is None else legal_hold == "true",
     )
     return svc.actions.list(caller, flt, page, per_page)
-
-
-def _time(value: str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return parse_time(value)
-    except ValueError as exc:
-        raise ValidationError(f"{name}: expected an RFC 3339 timestamp, got {value!r}", code="INVALID_FILTER") from exc
 
 
 @router.get("/v1/actions/{action_id}")

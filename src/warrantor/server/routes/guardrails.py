@@ -8,15 +8,13 @@ The use cases are in ``service/authorization/agents.py``, ``runs.py``, ``budgets
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter
 from pydantic import ConfigDict, Field
 
-from warrantor.domain.clock import parse_time
-from warrantor.errors import ValidationError
 from warrantor.server.deps import Caller, Svc
+from warrantor.server.params import time_param
 from warrantor.server.schemas import Strict
 
 router = APIRouter(tags=["guardrails"])
@@ -102,14 +100,6 @@ def list_budgets(svc: Svc, caller: Caller) -> dict[str, Any]:
 def simulate_policy(body: SimulateIn, svc: Svc, caller: Caller) -> dict[str, Any]:
     """Replay a stored bundle over recorded actions; report every decision that would change."""
     return svc.guardrails.simulator.simulate(
-        caller, body.bundle_hash, _time(body.from_, "from"), _time(body.to, "to"), body.limit
+        caller, body.bundle_hash, time_param(body.from_, "from", "INVALID_TIME"),
+        time_param(body.to, "to", "INVALID_TIME"), body.limit
     )
-
-
-def _time(text: str | None, name: str) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        return parse_time(text)
-    except ValueError as exc:
-        raise ValidationError(f"{name}: expected an RFC 3339 timestamp, got {text!r}", code="INVALID_TIME") from exc

@@ -15,9 +15,8 @@ from pydantic import ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
-from warrantor.domain.clock import parse_time
-from warrantor.errors import ValidationError
 from warrantor.server.deps import Caller, Svc
+from warrantor.server.params import time_param
 from warrantor.server.schemas import Strict
 
 router = APIRouter(tags=["records"])
@@ -89,16 +88,10 @@ async def export(
 ) -> StreamingResponse:
     """The tenant's records of a period with their proofs, as JSON Lines (auditor, admin):
     verify with ``warrantor verify --export FILE --trust TRUST.json``."""
-    lines = await run_in_threadpool(svc.exporter.export, caller, _time(start, "from"), _time(end, "to"))
+    lines = await run_in_threadpool(svc.exporter.export, caller, _export_time(start, "from"), _export_time(end, "to"))
     return StreamingResponse(lines, media_type=NDJSON,
                              headers={"Content-Disposition": 'attachment; filename="warrantor-export.jsonl"'})
 
 
-def _time(value: str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return parse_time(value)
-    except ValueError as exc:
-        raise ValidationError(f"{name}: expected an RFC 3339 timestamp, got {value!r}", code="INVALID_RANGE",
-                              details={"field": name}) from exc
+def _export_time(value: str | None, name: str) -> datetime | None:
+    return time_param(value, name, "INVALID_RANGE", details={"field": name})
