@@ -89,7 +89,7 @@ async def authorize_hot(request: Request) -> Response:
 
     The hottest route: FastAPI's per-request work (endpoint introspection, dependency
     solving, exit stacks, telemetry hooks) cost about a third of an authorization's CPU in
-    process, against a sixteenth here (``bench/authorize_inprocess.py``). The
+    process, against a twelfth here (``bench/authorize_inprocess.py``). The
     steps and their order are FastAPI's, so every answer is the same: the JSON body is
     parsed first (a syntax error is ``MALFORMED_JSON``), then the API key (401), then the
     ``Idempotency-Key`` header and the body are validated together, and their errors go to
