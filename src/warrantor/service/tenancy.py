@@ -192,6 +192,19 @@ class Tenancy:
         return Principal(tenant_id=tenant_id, role=Role(role), key_id=key_id, agent_id=agent_id)
 
 
+def bound_agent(principal: Principal, agent_id: str | None) -> str | None:
+    """The agent a request acts for: a key bound to an agent acts for that agent only (naming
+    another is 403 ``AGENT_MISMATCH``); any other key acts for the agent it names, if any."""
+    if principal.agent_id is None:
+        return agent_id
+    if agent_id not in (None, principal.agent_id):
+        raise PermissionDeniedError(
+            f"expected agent_id {principal.agent_id!r} (bound to this key), got {agent_id!r}",
+            code="AGENT_MISMATCH",
+        )
+    return principal.agent_id
+
+
 def require_role(principal: Principal, *roles: Role) -> str:
     """The principal's tenant, if its role is among ``roles`` (a gateway key counts as an
     agent key); 403 otherwise."""

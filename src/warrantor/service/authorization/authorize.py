@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 from warrantor.domain.clock import isoformat, random_token
 from warrantor.domain.lifecycle import Status
 from warrantor.domain.model import Action, ApprovalCode, ApprovalRequest, Effect, Principal, Role
-from warrantor.errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError
+from warrantor.errors import ConflictError, NotFoundError, ValidationError
 from warrantor.evidence.canonical import digest
 from warrantor.evidence.commitments import committed_intent
 from warrantor.service.approval.approvers import TenantApprovers, requirements_for
@@ -57,7 +57,7 @@ from warrantor.service.authorization.stages import (
 )
 from warrantor.service.context import Deps
 from warrantor.service.proof.sealing import Sealed, prepare, record_prepared
-from warrantor.service.tenancy import require_role
+from warrantor.service.tenancy import bound_agent, require_role
 from warrantor.store import Repo, UniqueViolationError
 from warrantor.store.repo import action_values
 
@@ -265,12 +265,7 @@ class Authorizer:
     def _bind_agent(principal: Principal, intent: Intent) -> Intent:
         if principal.agent_id is None:
             return intent
-        if intent.agent_id not in (None, principal.agent_id):
-            raise PermissionDeniedError(
-                f"expected agent_id {principal.agent_id!r} (bound to this key), got {intent.agent_id!r}",
-                code="AGENT_MISMATCH",
-            )
-        return intent.with_agent(principal.agent_id)
+        return intent.with_agent(bound_agent(principal, intent.agent_id) or principal.agent_id)
 
     def _read_phase(
         self, tenant_id: str, intent: Intent, key: str | None, request_hash: str

@@ -30,7 +30,7 @@ from functools import cached_property
 from typing import Any
 
 from warrantor.domain.model import Principal
-from warrantor.errors import NotFoundError, PermissionDeniedError, ValidationError
+from warrantor.errors import NotFoundError, ValidationError
 from warrantor.policy.bundle import BundleInvalidError, PolicyBundle, parse_bundle
 from warrantor.policy.detectors import DetectorConfigError, DetectorSet
 from warrantor.policy.endpoints import EndpointAllowlist
@@ -40,6 +40,7 @@ from warrantor.policy.sandbox import SandboxError, SandboxLimits, run_isolated
 from warrantor.service.approval.approvers import TenantApprovers, bundle_problems
 from warrantor.service.context import Deps
 from warrantor.service.proof.sealing import record
+from warrantor.service.tenancy import bound_agent
 from warrantor.store import Repo
 
 log = logging.getLogger(__name__)
@@ -230,13 +231,7 @@ class Policies:
         """What the enforcing bundle can decide for each action type and one agent, without a
         payload (docs/guardrails.md, "Outlook"). A key bound to an agent asks for that agent
         only; any other key names the agent."""
-        if principal.agent_id is not None:
-            if agent_id not in (None, principal.agent_id):
-                raise PermissionDeniedError(
-                    f"expected agent_id {principal.agent_id!r} (bound to this key), got {agent_id!r}",
-                    code="AGENT_MISMATCH",
-                )
-            agent_id = principal.agent_id
+        agent_id = bound_agent(principal, agent_id)
         if agent_id is None:
             raise ValidationError(
                 "agent_id: expected the agent whose outlook this is (a key not bound to an agent "

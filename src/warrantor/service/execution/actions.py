@@ -23,14 +23,14 @@ from typing import Any
 from warrantor.domain.clock import isoformat
 from warrantor.domain.lifecycle import Event, Status, is_terminal
 from warrantor.domain.model import Action, ActionFilter, Evidence, Principal, Role
-from warrantor.errors import NotFoundError, PermissionDeniedError, ValidationError, WarrantorError
+from warrantor.errors import NotFoundError, ValidationError, WarrantorError
 from warrantor.evidence.keys import VerifyKey
 from warrantor.service.context import Deps
 from warrantor.service.execution.transitions import apply
 from warrantor.service.proof.integrity import check_actions
 from warrantor.service.proof.sealing import approvals_view
 from warrantor.service.recordkeeping.records import erased_view, hold_history
-from warrantor.service.tenancy import require_role, sees_agent
+from warrantor.service.tenancy import bound_agent, require_role, sees_agent
 from warrantor.store import Repo
 from warrantor.store.repo_humans import cosignatures_view
 
@@ -159,12 +159,7 @@ class Actions:
                 code="INVALID_PAGINATION",
             )
         if principal.agent_id is not None:
-            if flt.agent_id is not None and flt.agent_id != principal.agent_id:
-                raise PermissionDeniedError(
-                    f"expected agent_id {principal.agent_id!r} (bound to this key), got {flt.agent_id!r}",
-                    code="AGENT_MISMATCH",
-                )
-            flt = dataclasses.replace(flt, agent_id=principal.agent_id)
+            flt = dataclasses.replace(flt, agent_id=bound_agent(principal, flt.agent_id))
         keys = self._d.keyring.trusted_keys()
         with self._d.store.read() as repo:
             result = repo.list_actions(tenant_id, flt, page, per_page)

@@ -35,7 +35,7 @@ from warrantor.service.authorization.policies import Policies
 from warrantor.service.authorization.ratelimit import RateLimitGuard
 from warrantor.service.authorization.simulate import Simulator
 from warrantor.service.context import Deps
-from warrantor.service.tenancy import require_role, sees_agent
+from warrantor.service.tenancy import bound_agent, require_role, sees_agent
 from warrantor.store import Repo
 from warrantor.store import repo_guard as rg
 
@@ -47,13 +47,7 @@ class Runs:
 
     def create(self, principal: Principal, agent_id: str | None, metadata: dict[str, Any] | None) -> dict[str, Any]:
         tenant_id = require_role(principal, Role.AGENT, Role.ADMIN)
-        if principal.agent_id is not None:
-            if agent_id not in (None, principal.agent_id):
-                raise PermissionDeniedError(
-                    f"expected agent_id {principal.agent_id!r} (bound to this key), got {agent_id!r}",
-                    code="AGENT_MISMATCH",
-                )
-            agent_id = principal.agent_id
+        agent_id = bound_agent(principal, agent_id)
         now = self._d.clock.now()
         run = rg.Run(self._d.ids.new("run"), tenant_id, agent_id, metadata or {}, "active", 0, 0, now, None, None)
         self._d.store.write(lambda repo: rg.insert_run(repo, run))
