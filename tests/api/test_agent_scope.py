@@ -102,6 +102,14 @@ def test_a_shared_run_shows_an_agent_only_its_own_actions(env: Env, mallory: dic
     assert {a["action_id"] for a in full["actions"]} == {victim, own}
 
 
+def test_an_agent_key_cannot_open_a_run_in_another_agents_name(env: Env, mallory: dict[str, str]) -> None:
+    r = env.client.post("/v1/runs", headers=mallory, json={"agent_id": "payments-agent"})
+    assert r.status_code == 403 and r.json()["code"] == "AGENT_MISMATCH", r.text
+    own = env.client.post("/v1/runs", headers=mallory, json={})
+    assert own.status_code == 201, own.text
+    assert own.json()["agent_id"] == "mallory-agent"  # the key's own agent
+
+
 def test_reusing_another_agents_idempotency_key_reveals_nothing(env: Env, mallory: dict[str, str]) -> None:
     mine = env.authorize(idempotency_key="inv-42").json()["action_id"]
     again = env.authorize(idempotency_key="inv-42", details="something else")
